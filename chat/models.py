@@ -1,0 +1,103 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from rag.models import LANGUAGES, Poem, Temple
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    ROLES = (("user", "user"), ("assistant", "assistant"))
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=16, choices=ROLES)
+    content = models.TextField()
+    task = models.ForeignKey("FortuneTask", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+
+class Stage(models.TextChoices):
+    QUEUED = "queued"
+    RETRIEVING = "retrieving"
+    INTERPRETING = "interpreting"
+    SAVING = "saving"
+    DONE = "done"
+
+
+class FortuneTask(models.Model):
+    """One question's trip through the pipeline. Status moves only by conditional updates
+    (chat/lifecycle.py), so a late or re-delivered worker can never move a terminal task."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="tasks")
+    question = models.TextField()
+    temple = models.ForeignKey(Temple, null=True, blank=True, on_delete=models.SET_NULL)
+    poem = models.ForeignKey(Poem, null=True, blank=True, on_delete=models.SET_NULL)
+    language = models.CharField(max_length=2, choices=LANGUAGES, default="en")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.QUEUED)
+    submitted_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField()
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    partial_text = models.TextField(blank=True, default="")
+    degraded = models.BooleanField(default=False)
+    total_ms = models.PositiveIntegerField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # How often a worker was handed this task; more than 1 means a re-delivery.
+    deliveries = models.PositiveIntegerField(default=0)
+    worker_pid = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="task_unique_idempotency_key",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "deadline"]),
+            models.Index(fields=["user", "-submitted_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL

@@ -1,0 +1,103 @@
+"""The Django-Q2 task: one fortune question from queued to a terminal state.
+
+Idempotent (delivery is at-least-once): only the worker whose claim wins runs the stages, and
+every stage change is conditional, so a cancelled or expired task stops at the next stage.
+"""
+
+import logging
+import os
+import time
+
+from django.db import transaction
+
+from chat import lifecycle
+from chat.interpretation import interpret
+from chat.models import FortuneTask, Message, Stage, Status
+from monitoring.timeouts import Deadline, DeadlineExceeded
+from rag.draw import NoPoems, draw_poem
+from rag.retrieval import retrieve
+
+log = logging.getLogger(__name__)
+
+
+class _Stopped(Exception):
+    """The task left `running` under us (cancelled or expired): stop quietly."""
+
+
+def run_fortune_task(task_id: str) -> str:
+    lifecycle.count_delivery(task_id)
+    task = lifecycle.claim_task(task_id, os.getpid())
+    if task is None:
+        return "skipped"
+    try:
+        return _run(task)
+    except _Stopped:
+        return "stopped"
+    except DeadlineExceeded:
+        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR)
+        return Status.TIMED_OUT
+    except NoPoems as exc:
+        lifecycle.finish_task(task, Status.FAILED, error={"code": "no_poems", "message": str(exc)})
+        return Status.FAILED
+    except Exception:
+        log.exception("task %s crashed", task_id)
+        error = {"code": "internal_error", "message": "The reading could not be prepared."}
+        lifecycle.finish_task(task, Status.FAILED, error=error)
+        return Status.FAILED
+    except BaseException:
+        # Django-Q2's own timeout (a SystemExit): record it before the worker is replaced.
+        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR)
+        raise
+
+
+def _stage(task: FortuneTask, stage: str) -> None:
+    if not lifecycle.move_to_stage(task.id, stage):
+        raise _Stopped
+
+
+def _run(task: FortuneTask) -> str:
+    deadline = Deadline(task.deadline)
+    poem = task.poem or draw_poem(task.temple)
+
+    started = time.monotonic()
+    retrieval = retrieve(task.question, poem, deadline)
+    rag_ms = int((time.monotonic() - started) * 1000)
+
+    _stage(task, Stage.INTERPRETING)
+    started = time.monotonic()
+    reading = interpret(
+        task.question,
+        poem,
+        retrieval.passages,
+        deadline,
+        on_text=lambda text: lifecycle.save_partial_text(task.id, text),
+    )
+    llm_ms = int((time.monotonic() - started) * 1000)
+
+    _stage(task, Stage.SAVING)
+    reasons = retrieval.degraded_reasons + reading.degraded_reasons
+    result = {
+        "poem": poem_summary(poem),
+        "interpretation": reading.text,
+        "degraded": bool(reasons),
+        "degraded_reasons": reasons,
+        "sources": sorted({p.poem for p in retrieval.passages} | {poem.id}),
+        "passages": [p.as_dict() for p in retrieval.passages],
+    }
+    with transaction.atomic():
+        if not lifecycle.finish_task(task, Status.SUCCEEDED, result=result, timings={"rag_ms": rag_ms, "llm_ms": llm_ms}):
+            raise _Stopped
+        Message.objects.create(conversation=task.conversation, role="assistant", content=reading.text, task=task)
+    return Status.SUCCEEDED
+
+
+def poem_summary(poem) -> dict:
+    return {
+        "id": poem.id,
+        "temple": poem.temple.slug,
+        "number": poem.number,
+        "title": poem.title,
+        "rank": poem.rank,
+        "verse": poem.verse,
+        "meaning": poem.meaning,
+    }

@@ -1,0 +1,216 @@
+"""Fortune Desk settings: every value comes from the environment (see README, "Settings").
+
+Embedded defaults (no variables set) run the whole system on one machine: SQLite tuned for
+concurrent writers, Django-Q2's ORM broker, the database cache and an embedded Chroma store.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from fortune_project.env import envbool, envchoice, envfloat, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("FORTUNE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and embedded Chroma store live here
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and envbool("FORTUNE_REQUIRE_SECRET_KEY", False):
+        raise ImproperlyConfigured("SECRET_KEY must be set")
+    # A stable per-checkout key so sessions survive restarts of a local install.
+    SECRET_KEY = "insecure-local-key-set-SECRET_KEY-in-production"
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "channels",
+    "health_check",
+    "chat",
+    "rag",
+    "monitoring",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "fortune_project.errors.ApiErrorMiddleware",
+]
+
+ROOT_URLCONF = "fortune_project.urls"
+ASGI_APPLICATION = "fortune_project.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database -----------------------------------------------------------------------------
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'fortune.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Measured (shared/NOTES.md): without these, 3 workers + 3 writers lose results to
+    # "database is locked"; with them, 300/300 tasks and no errors.
+    DATABASES["default"]["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": envint("SQLITE_BUSY_TIMEOUT", 20, minimum=1),
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, broker, channel layer -----------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    # Shared by every process (web, workers): breaker state and cluster stats live here.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "fortune_cache",
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Fortune tasks and the worker cluster ---------------------------------------------------
+FORTUNE_WORKERS = envint("FORTUNE_WORKERS", 3, minimum=1)
+TASK_TIMEOUT = envint("TASK_TIMEOUT", 120, minimum=1)
+RAG_TIMEOUT = envfloat("RAG_TIMEOUT", 30, minimum=0.1)
+LLM_TIMEOUT = envfloat("LLM_TIMEOUT", 60, minimum=0.1)
+# How long past its deadline a task may stay non-terminal before the sweeper ends it.
+TASK_GRACE = envint("TASK_GRACE", 10, minimum=1)
+SWEEP_INTERVAL = envfloat("SWEEP_INTERVAL", 2, minimum=0.1)
+# Backpressure: submit answers 503 overloaded past either limit.
+MAX_QUEUED_TASKS = envint("MAX_QUEUED_TASKS", 500, minimum=1)
+MAX_QUEUE_AGE = envint("MAX_QUEUE_AGE", 300, minimum=1)
+SUBMIT_RATE = envstr("SUBMIT_RATE", "60/min")
+IDEMPOTENCY_WINDOW = envint("IDEMPOTENCY_WINDOW", 24 * 3600, minimum=1)
+
+# Django-Q2 kills a task at `timeout` (+3 s by its guard). Ours end themselves by their
+# deadline, so this is only a backstop. `retry` counts from the pusher's claim, including the
+# wait in the internal queue (at most one task per worker with queue_limit = workers), so it
+# must exceed two timeouts or a slow task is delivered twice (shared/NOTES.md).
+Q_TIMEOUT = TASK_TIMEOUT + 5
+Q_CLUSTER = {
+    "name": "fortune",
+    "workers": FORTUNE_WORKERS,
+    "timeout": Q_TIMEOUT,
+    "retry": 2 * Q_TIMEOUT + 30,
+    "queue_limit": FORTUNE_WORKERS,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "recycle": 500,
+    "catch_up": False,
+    "guard_cycle": 0.5,
+    "poll": 0.2,
+    "label": "Task cluster",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Retrieval (ChromaDB + embeddings) ------------------------------------------------------
+CHROMA_URL = envstr("CHROMA_URL")
+CHROMA_PATH = envstr("CHROMA_PATH", str(VAR_DIR / "chroma"))
+CHROMA_COLLECTION_PREFIX = envstr("CHROMA_COLLECTION_PREFIX", "poems")
+# "onnx" runs all-MiniLM-L6-v2 from PyPI packages, offline; "openai" uses an
+# OpenAI-compatible /v1/embeddings endpoint (EMBEDDINGS_BASE_URL, EMBEDDINGS_MODEL).
+EMBEDDINGS = envchoice("EMBEDDINGS", "onnx", ("onnx", "openai"))
+EMBEDDINGS_BASE_URL = envstr("EMBEDDINGS_BASE_URL")
+EMBEDDINGS_MODEL = envstr("EMBEDDINGS_MODEL", "text-embedding-3-small")
+RAG_RELATED_K = envint("RAG_RELATED_K", 3, minimum=0)
+
+# --- LLM ------------------------------------------------------------------------------------
+LLM_BASE_URL = envstr("LLM_BASE_URL")
+OPENAI_API_KEY = envstr("OPENAI_API_KEY")
+LLM_MODEL = envstr("LLM_MODEL", "gpt-4o-mini")
+LLM_CHUNK_TIMEOUT = envfloat("LLM_CHUNK_TIMEOUT", 15, minimum=0.1)
+LLM_MAX_CHARS = envint("LLM_MAX_CHARS", 4000, minimum=100)
+
+# --- Circuit breakers: name -> (failure threshold, recovery timeout in seconds) -------------
+BREAKERS = {
+    "rag": {
+        "failure_threshold": envint("BREAKER_RAG_THRESHOLD", 3, minimum=1),
+        "recovery_timeout": envfloat("BREAKER_RAG_RECOVERY", 30, minimum=0.1),
+    },
+    "llm": {
+        "failure_threshold": envint("BREAKER_LLM_THRESHOLD", 5, minimum=1),
+        "recovery_timeout": envfloat("BREAKER_LLM_RECOVERY", 60, minimum=0.1),
+    },
+    "chromadb": {
+        "failure_threshold": envint("BREAKER_CHROMADB_THRESHOLD", 3, minimum=1),
+        "recovery_timeout": envfloat("BREAKER_CHROMADB_RECOVERY", 45, minimum=0.1),
+    },
+}
+
+# --- API ------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 20,
+    "EXCEPTION_HANDLER": "fortune_project.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {"submit": SUBMIT_RATE},
+}
+SPECTACULAR_SETTINGS = {"TITLE": "Fortune Desk API", "VERSION": "1.0.0"}
+
+# --- The rest -------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LOGIN_URL = "/admin/login/"
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+}

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class MonitoringConfig(AppConfig):
+    name = "monitoring"
+    verbose_name = "Monitoring"
+
+    def ready(self) -> None:
+        from monitoring import checks  # noqa: F401  (registers the system checks)
