@@ -85,7 +85,9 @@ def _run(task: FortuneTask) -> str:
         "passages": [p.as_dict() for p in retrieval.passages],
     }
     with transaction.atomic():
-        if not lifecycle.finish_task(task, Status.SUCCEEDED, result=result, timings={"rag_ms": rag_ms, "llm_ms": llm_ms}):
+        if not lifecycle.finish_task(
+            task, Status.SUCCEEDED, result=result, timings={"rag_ms": rag_ms, "llm_ms": llm_ms}
+        ):
             raise _Stopped
         Message.objects.create(conversation=task.conversation, role="assistant", content=reading.text, task=task)
     return Status.SUCCEEDED

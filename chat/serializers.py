@@ -36,8 +36,19 @@ class TaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = FortuneTask
         fields = [
-            "id", "status", "stage", "question", "conversation", "submitted_at", "started_at",
-            "finished_at", "deadline", "result", "error", "timings", "partial_text",
+            "id",
+            "status",
+            "stage",
+            "question",
+            "conversation",
+            "submitted_at",
+            "started_at",
+            "finished_at",
+            "deadline",
+            "result",
+            "error",
+            "timings",
+            "partial_text",
         ]
 
     def get_timings(self, task: FortuneTask) -> dict:

@@ -46,7 +46,9 @@ def _existing(user: AbstractBaseUser, key: str, now) -> FortuneTask | None:
     return FortuneTask.objects.filter(user=user, idempotency_key=key).first()
 
 
-def submit_question(user: AbstractBaseUser, q: Question, idempotency_key: str | None = None) -> tuple[FortuneTask, bool]:
+def submit_question(
+    user: AbstractBaseUser, q: Question, idempotency_key: str | None = None
+) -> tuple[FortuneTask, bool]:
     """Returns (task, created). A repeated Idempotency-Key returns the first task unchanged."""
     now = timezone.now()
     if idempotency_key and (task := _existing(user, idempotency_key, now)):

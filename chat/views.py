@@ -77,9 +77,14 @@ class TaskListView(generics.ListAPIView):
         form = SubmitSerializer(data=request.data, user=request.user)
         form.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key", "").strip()[:200] or None
-        task, created = submit_question(request.user, Question(text=form.validated_data["question"], **{
-            k: v for k, v in form.validated_data.items() if k != "question"
-        }), idempotency_key=key)
+        task, created = submit_question(
+            request.user,
+            Question(
+                text=form.validated_data["question"],
+                **{k: v for k, v in form.validated_data.items() if k != "question"},
+            ),
+            idempotency_key=key,
+        )
         if created:
             task.refresh_from_db(fields=["status", "error"])
             if task.status == Status.FAILED:

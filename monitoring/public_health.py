@@ -49,7 +49,9 @@ def health_snapshot() -> dict:
     started = time.monotonic()
     components = {"database": _database(), "cache": _cache()}
     states = breaker_states() if components["cache"]["status"] == "ok" else {}
-    components["workers"] = _workers() if components["cache"]["status"] == "ok" else {"status": "degraded", "detail": "cache down"}
+    components["workers"] = (
+        _workers() if components["cache"]["status"] == "ok" else {"status": "degraded", "detail": "cache down"}
+    )
     components["rag"] = _from_breakers(states, "rag", "chromadb")
     components["llm"] = _from_breakers(states, "llm")
     statuses = {c["status"] for c in components.values()}

@@ -42,8 +42,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
         except json.JSONDecodeError as e:
             yield e.lineno, f"invalid JSON: {e.msg}"
             return
-        for index, item in enumerate(items, start=1):
-            yield index, item  # for a JSON array, "line" is the item's position
+        yield from enumerate(items, start=1)  # for a JSON array, "line" is the item's position
     else:
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():

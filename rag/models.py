@@ -41,9 +41,7 @@ class Poem(models.Model):
 
     class Meta:
         ordering = ["temple__slug", "number"]
-        constraints = [
-            models.UniqueConstraint(fields=["temple", "number"], name="poem_unique_number")
-        ]
+        constraints = [models.UniqueConstraint(fields=["temple", "number"], name="poem_unique_number")]
 
     def __str__(self) -> str:
         return f"{self.temple.slug} #{self.number} {self.title}"

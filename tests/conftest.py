@@ -1,0 +1,65 @@
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from rag.models import TOPICS, Poem, Temple
+
+
+@pytest.fixture
+def alice(db) -> User:
+    """The seeker."""
+    return User.objects.create_user("alice", password="alice-pw")
+
+
+@pytest.fixture
+def mallory(db) -> User:
+    """Must see nothing of alice's."""
+    return User.objects.create_user("mallory", password="mallory-pw")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    """The operator (staff)."""
+    return User.objects.create_user("bob", password="bob-pw", is_staff=True)
+
+
+def client_for(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+    return client
+
+
+@pytest.fixture
+def as_alice(alice) -> APIClient:
+    return client_for(alice)
+
+
+@pytest.fixture
+def as_mallory(mallory) -> APIClient:
+    return client_for(mallory)
+
+
+@pytest.fixture
+def as_bob(bob) -> APIClient:
+    return client_for(bob)
+
+
+@pytest.fixture
+def temple(db) -> Temple:
+    return Temple.objects.create(slug="jade-harbor", name="Jade Harbor Temple")
+
+
+@pytest.fixture
+def poem(temple) -> Poem:
+    return Poem.objects.create(
+        temple=temple,
+        number=1,
+        title="The Lantern on the Pier",
+        rank="blessing",
+        verse="A lantern burns where the fishing boats moor,\nits light reaches the far shore.",
+        meaning="Patience brings what haste would scatter.",
+        advice={t: f"Advice about {t.replace('_', ' ')} for the lantern poem." for t in TOPICS},
+    )
