@@ -7,8 +7,10 @@ one (unknown URL, oversized body, a crash) is reshaped by `ApiErrorMiddleware`.
 import json
 import logging
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -34,6 +36,12 @@ class Conflict(exceptions.APIException):
     default_detail = "The request conflicts with the resource's state."
 
 
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+    default_detail = "The request body is too large."
+
+
 _RENAMED = {"parse_error": "malformed_json", "invalid": "invalid_input"}
 
 
@@ -57,6 +65,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, DatabaseError):
         log.warning("database unavailable: %s", exc)
         exc = ServiceUnavailable("The database is unavailable; try again shortly.", "database_unavailable")
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
         return None  # ApiErrorMiddleware renders the 500

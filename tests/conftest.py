@@ -63,3 +63,8 @@ def poem(temple) -> Poem:
         meaning="Patience brings what haste would scatter.",
         advice={t: f"Advice about {t.replace('_', ' ')} for the lantern poem." for t in TOPICS},
     )
+
+
+@pytest.fixture(autouse=True)
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

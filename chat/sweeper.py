@@ -1,0 +1,37 @@
+"""The sweeper: the last line of the terminal-state guarantee.
+
+A worker that hangs in C code, is SIGKILLed, or is killed by Django-Q2's guard may leave its
+task `running` with no Failure row (shared/NOTES.md). The sweeper ends every task still active
+past deadline + TASK_GRACE. One pass is `sweep_once()`; the command loops over it.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.core.cache import cache
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from chat.lifecycle import expire_overdue
+
+log = logging.getLogger(__name__)
+HEARTBEAT_KEY = "sweeper:last_pass"
+
+
+def sweep_once(now=None) -> int:
+    """End overdue tasks; returns how many. Records a heartbeat operators can check."""
+    now = now or timezone.now()
+    ended = expire_overdue(now)
+    cache.set(HEARTBEAT_KEY, {"at": now.isoformat(), "ended": ended}, timeout=3600)
+    return ended
+
+
+def sweep_forever(interval: float, should_stop: Callable[[], bool] = lambda: False) -> None:
+    while not should_stop():
+        close_old_connections()
+        try:
+            sweep_once()
+        except DatabaseError as exc:  # a locked or restarting database: try again next pass
+            log.warning("sweep failed: %s", exc)
+        time.sleep(interval)

@@ -1,0 +1,213 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.models import FortuneTask, Message, Status
+from chat.pipeline import run_fortune_task
+from chat.views import SubmitThrottle
+
+URL = "/api/v1/async-chat/tasks"
+
+
+def submit(client, body=None, **headers):
+    return client.post(
+        URL, body if body is not None else {"question": "Will my new shop do well?"}, format="json", **headers
+    )
+
+
+def test_it_accepts_a_question_with_202(as_alice, poem):
+    response = submit(as_alice)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued"
+    assert set(body) == {"id", "status", "conversation", "submitted_at", "deadline", "links"}
+    assert body["links"]["self"].endswith(f"/api/v1/async-chat/tasks/{body['id']}")
+    assert body["links"]["websocket"] == f"/ws/async-chat/tasks/{body['id']}/"
+
+
+def test_it_records_the_question_in_a_new_conversation(as_alice, alice, poem):
+    body = submit(as_alice).json()
+    message = Message.objects.get(conversation_id=body["conversation"])
+    assert (message.role, message.content, str(message.task_id)) == ("user", "Will my new shop do well?", body["id"])
+
+
+def test_it_enqueues_the_task_id_after_commit(as_alice, poem, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        submit(as_alice)
+    assert len(callbacks) == 1
+
+
+def test_it_shows_a_finished_task(as_alice, poem):
+    task_id = submit(as_alice).json()["id"]
+    run_fortune_task(task_id)
+    body = as_alice.get(f"{URL}/{task_id}").json()
+    assert body["status"] == "succeeded"
+    assert body["stage"] == "done"
+    assert body["result"]["poem"]["id"] == poem.id
+    assert set(body["timings"]) == {"queue_ms", "rag_ms", "llm_ms", "total_ms"}
+    assert body["error"] is None
+
+
+def test_an_idempotent_resubmission_returns_the_same_task(as_alice, poem):
+    first = submit(as_alice, HTTP_IDEMPOTENCY_KEY="abc-1").json()
+    second = submit(as_alice, HTTP_IDEMPOTENCY_KEY="abc-1")
+    assert second.status_code == 202
+    assert second.json()["id"] == first["id"]
+    assert FortuneTask.objects.count() == 1
+
+
+def test_the_same_key_from_another_user_makes_another_task(as_alice, as_mallory, poem):
+    first = submit(as_alice, HTTP_IDEMPOTENCY_KEY="abc-1").json()
+    other = submit(as_mallory, HTTP_IDEMPOTENCY_KEY="abc-1").json()
+    assert other["id"] != first["id"]
+
+
+def test_a_key_older_than_a_day_makes_a_new_task(as_alice, poem):
+    first = submit(as_alice, HTTP_IDEMPOTENCY_KEY="abc-1").json()
+    FortuneTask.objects.filter(id=first["id"]).update(
+        submitted_at=timezone.now() - timedelta(hours=25), status=Status.SUCCEEDED
+    )
+    again = submit(as_alice, HTTP_IDEMPOTENCY_KEY="abc-1").json()
+    assert again["id"] != first["id"]
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "question"),
+        ({"question": ""}, "question"),
+        ({"question": "   "}, "question"),
+        ({"question": "x" * 2001}, "question"),
+        ({"question": 42, "language": "fr"}, "language"),
+        ({"question": ["a list"]}, "question"),
+        ({"question": "ok", "temple": "no-such-temple"}, "temple"),
+        ({"question": "ok", "poem": 999999}, "poem"),
+        ({"question": "ok", "poem": "one"}, "poem"),
+        ({"question": "ok", "conversation": 999999}, "conversation"),
+        ({"question": "a\u0000b"}, "question"),
+    ],
+)
+def test_it_rejects_invalid_input_with_field_details(as_alice, poem, body, field):
+    response = submit(as_alice, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert field in error["details"]
+    assert not FortuneTask.objects.exists()
+
+
+def test_it_rejects_a_poem_from_another_temple(as_alice, poem):
+    from rag.models import Temple
+
+    Temple.objects.create(slug="cloud-peak", name="Cloud Peak Shrine")
+    response = submit(as_alice, {"question": "ok", "temple": "cloud-peak", "poem": poem.id})
+    assert response.status_code == 400
+    assert "poem" in response.json()["error"]["details"]
+
+
+def test_it_does_not_let_mallory_continue_alices_conversation(as_alice, as_mallory, poem):
+    conversation = submit(as_alice).json()["conversation"]
+    response = submit(as_mallory, {"question": "hi", "conversation": conversation})
+    assert response.status_code == 400
+
+
+def test_another_users_task_is_404(as_alice, as_mallory, poem):
+    task_id = submit(as_alice).json()["id"]
+    assert as_mallory.get(f"{URL}/{task_id}").status_code == 404
+    assert as_mallory.post(f"{URL}/{task_id}/cancel").status_code == 404
+
+
+def test_an_unknown_task_is_404_in_json(as_alice):
+    response = as_alice.get(f"{URL}/00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_it_lists_only_the_users_tasks_newest_first(as_alice, as_mallory, poem):
+    older = submit(as_alice).json()["id"]
+    newer = submit(as_alice).json()["id"]
+    submit(as_mallory)
+    body = as_alice.get(URL).json()
+    assert body["count"] == 2
+    assert [t["id"] for t in body["results"]] == [newer, older]
+    assert {"next", "previous"} <= set(body)
+
+
+def test_it_filters_the_list_by_status(as_alice, poem):
+    done = submit(as_alice).json()["id"]
+    submit(as_alice)
+    run_fortune_task(done)
+    body = as_alice.get(URL, {"status": "succeeded"}).json()
+    assert [t["id"] for t in body["results"]] == [done]
+
+
+def test_it_rejects_an_unknown_status_filter(as_alice):
+    response = as_alice.get(URL, {"status": "bogus"})
+    assert response.status_code == 400
+    assert "status" in response.json()["error"]["details"]
+
+
+def test_it_cancels_a_queued_task(as_alice, poem):
+    task_id = submit(as_alice).json()["id"]
+    response = as_alice.post(f"{URL}/{task_id}/cancel")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert run_fortune_task(task_id) == "skipped"
+
+
+def test_cancelling_a_terminal_task_is_409(as_alice, poem):
+    task_id = submit(as_alice).json()["id"]
+    run_fortune_task(task_id)
+    response = as_alice.post(f"{URL}/{task_id}/cancel")
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "task_finished"
+
+
+def test_reading_a_task_stuck_past_its_deadline_ends_it(as_alice, poem, settings):
+    task_id = submit(as_alice).json()["id"]
+    FortuneTask.objects.filter(id=task_id).update(deadline=timezone.now() - timedelta(seconds=settings.TASK_GRACE + 1))
+    body = as_alice.get(f"{URL}/{task_id}").json()
+    assert body["status"] == "timed_out"
+    assert body["error"]["code"] == "deadline_exceeded"
+
+
+def test_it_throttles_with_429_and_retry_after(as_alice, poem, monkeypatch):
+    monkeypatch.setattr(SubmitThrottle, "rate", "2/min", raising=False)
+    assert submit(as_alice).status_code == 202
+    assert submit(as_alice).status_code == 202
+    response = submit(as_alice)
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
+
+
+def test_it_answers_503_overloaded_past_the_backlog_limit_and_writes_nothing(as_alice, poem, settings):
+    settings.MAX_QUEUED_TASKS = 2
+    submit(as_alice)
+    submit(as_alice)
+    response = submit(as_alice)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "overloaded"
+    assert response["Retry-After"]
+    assert FortuneTask.objects.count() == 2
+
+
+def test_it_answers_503_overloaded_when_the_oldest_queued_task_is_too_old(as_alice, poem, settings):
+    task_id = submit(as_alice).json()["id"]
+    FortuneTask.objects.filter(id=task_id).update(
+        submitted_at=timezone.now() - timedelta(seconds=settings.MAX_QUEUE_AGE + 5)
+    )
+    assert submit(as_alice).status_code == 503
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_fails_the_task_and_answers_503_when_the_queue_is_down(as_alice, poem, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr("chat.submission.async_task", broken)
+    response = submit(as_alice)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    assert FortuneTask.objects.get().status == Status.FAILED
