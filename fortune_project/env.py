@@ -40,7 +40,8 @@ def envnum(name: str, default: float, *, minimum: float = 0, cast: type = int) -
     try:
         value = cast(raw.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a {cast.__name__}") from None
+        kind = "a whole number" if cast is int else "a number"
+        raise ImproperlyConfigured(f"{name}={raw!r} is not {kind}") from None
     if value < minimum:
         raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}")
     return value
