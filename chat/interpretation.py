@@ -1,13 +1,32 @@
-"""The interpretation seam the pipeline calls. Without an LLM configured, the offline reader
-answers and the result is marked degraded (`llm_unconfigured`)."""
+"""The interpretation seam the pipeline calls: an LLM reading streamed as it is written, or the
+offline reader as the graceful fallback, marked degraded with the reason:
 
+  llm_unconfigured  no LLM_BASE_URL / OPENAI_API_KEY
+  llm_timeout       the call ran past min(LLM_TIMEOUT, the task's time left), or stalled
+  llm_error         HTTP error, connection failure, an open breaker, anything unexpected
+  llm_bad_output    unparseable, empty or unreadable reply
+
+Raises nothing but DeadlineExceeded (the task's own time is up before we start).
+"""
+
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
+from chat import llm, prompt
+from chat.live import TextPublisher
 from chat.offline_reader import compose_reading
-from monitoring.timeouts import Deadline
+from monitoring.timeouts import Deadline, DeadlineExceeded
 from rag.models import Poem
 from rag.passages import Passage
+
+log = logging.getLogger(__name__)
+
+# Kept back from the task's time left for the fallback reading and the final save.
+RESERVE_SECONDS = 1.0
+MIN_LLM_SECONDS = 0.5
 
 
 @dataclass
@@ -21,7 +40,46 @@ def interpret(
     poem: Poem,
     passages: list[Passage],
     deadline: Deadline,
-    on_text: Callable[[str], None] | None = None,
+    on_text: Callable[[str], object] | None = None,
+    *,
+    language: str = "en",
+    conversation: object = None,
+    task_id: object = None,
 ) -> Interpretation:
-    deadline.budget(1)
-    return Interpretation(compose_reading(question, poem, passages), ["llm_unconfigured"])
+    """`on_text(text)` saves the text streamed so far; it is called at most every 250 ms and at
+    least every 500 ms while text arrives. A False return means the task stopped running."""
+    budget = deadline.budget(settings.LLM_TIMEOUT)
+    if not llm.llm_configured():
+        return fallback(question, poem, passages, "llm_unconfigured")
+    budget = min(budget, deadline.remaining() - RESERVE_SECONDS)
+    if budget < MIN_LLM_SECONDS:
+        return fallback(question, poem, passages, "llm_timeout")  # too little time left to ask
+    publisher = TextPublisher(on_text, task_id)
+    try:
+        history = prompt.recent_turns(getattr(conversation, "pk", conversation), task_id) if conversation else []
+        messages = prompt.build_messages(question, poem, passages, history=history, language=language)
+        text = llm.stream_reading(messages, budget_seconds=budget, on_text=publisher)
+    except DeadlineExceeded:
+        raise
+    except Exception as exc:
+        return fallback(question, poem, passages, failure_reason(exc), exc)
+    publisher.flush(text)
+    return Interpretation(text)
+
+
+def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, llm.LLMTimeout):
+        return "llm_timeout"
+    if isinstance(exc, llm.LLMBadOutput):
+        return "llm_bad_output"
+    return "llm_error"  # LLMError, an open breaker, or a bug: the fallback still answers
+
+
+def fallback(
+    question: str, poem: Poem, passages: list[Passage], reason: str, exc: Exception | None = None
+) -> Interpretation:
+    if isinstance(exc, llm.LLMError):
+        log.warning("llm reading failed (%s), using the offline reader: %s", reason, exc)
+    elif exc is not None:
+        log.exception("llm reading failed unexpectedly, using the offline reader")
+    return Interpretation(compose_reading(question, poem, passages), [reason])

@@ -31,6 +31,9 @@ class Message(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
 
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"
+
 
 class Status(models.TextChoices):
     QUEUED = "queued"

@@ -71,6 +71,9 @@ def _run(task: FortuneTask) -> str:
         retrieval.passages,
         deadline,
         on_text=lambda text: lifecycle.save_partial_text(task.id, text),
+        language=task.language,
+        conversation=task.conversation_id,
+        task_id=task.id,
     )
     llm_ms = int((time.monotonic() - started) * 1000)
 

@@ -1,11 +1,16 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from chat.pages import chat_page
 from chat.views import TokenView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("chat/", chat_page, name="chat-page"),
     path("api/v1/auth/token", TokenView.as_view(), name="auth-token"),
     path("api/v1/async-chat/poems", include("rag.urls")),
     path("api/v1/async-chat/", include("chat.urls")),
