@@ -92,7 +92,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8's default 5 s socket timeout equals channels_redis's blocking receive:
+            # an idle consumer then crashes with "Timeout reading"; give the socket more.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}]},
         }
     }
 else:
@@ -101,6 +103,8 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "fortune_cache",
+            # The default 300 entries would cull breaker and worker state (lowest keys first).
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -154,6 +158,11 @@ EMBEDDINGS = envchoice("EMBEDDINGS", "onnx", ("onnx", "openai"))
 EMBEDDINGS_BASE_URL = envstr("EMBEDDINGS_BASE_URL")
 EMBEDDINGS_MODEL = envstr("EMBEDDINGS_MODEL", "text-embedding-3-small")
 RAG_RELATED_K = envint("RAG_RELATED_K", 3, minimum=0)
+# Seconds an index write (one batch upsert, a delete) may take: rag_reindex and load_poems.
+RAG_INDEX_TIMEOUT = envfloat("RAG_INDEX_TIMEOUT", 120, minimum=1)
+# Seconds GET /poems/search may wait for retrieval before answering 503 rag_unavailable; kept
+# short because a web thread waits (tasks use RAG_TIMEOUT).
+RAG_SEARCH_TIMEOUT = envfloat("RAG_SEARCH_TIMEOUT", 5, minimum=0.1)
 
 # --- LLM ------------------------------------------------------------------------------------
 LLM_BASE_URL = envstr("LLM_BASE_URL")
@@ -162,21 +171,39 @@ LLM_MODEL = envstr("LLM_MODEL", "gpt-4o-mini")
 LLM_CHUNK_TIMEOUT = envfloat("LLM_CHUNK_TIMEOUT", 15, minimum=0.1)
 LLM_MAX_CHARS = envint("LLM_MAX_CHARS", 4000, minimum=100)
 
-# --- Circuit breakers: name -> (failure threshold, recovery timeout in seconds) -------------
+# --- Circuit breakers (monitoring/breakers.py) -----------------------------------------------
+# name -> rules, each from BREAKER_<NAME>_<RULE>. THRESHOLD consecutive failures open it; after
+# RECOVERY seconds one probe (HALF_OPEN_CALLS trials) decides within PROBE_TIMEOUT seconds (default:
+# the stage's timeout + 5, so a slow but healthy probe still counts). Optional, 0 = off: SLOW_CALL
+# (seconds; a slower call counts as a failure) and FAILURE_RATE (percent of calls failing over
+# RATE_WINDOW seconds, judged once RATE_MIN_CALLS calls were seen).
+
+
+def _breaker(name: str, threshold: int, recovery: float, stage_timeout: float) -> dict:
+    env = f"BREAKER_{name.upper()}_"
+    return {
+        "failure_threshold": envint(env + "THRESHOLD", threshold, minimum=1),
+        "recovery_timeout": envfloat(env + "RECOVERY", recovery, minimum=0.1),
+        "slow_call_seconds": envfloat(env + "SLOW_CALL", 0),
+        "failure_rate": envfloat(env + "FAILURE_RATE", 0),
+        "rate_window": envfloat(env + "RATE_WINDOW", 60, minimum=1),
+        "rate_min_calls": envint(env + "RATE_MIN_CALLS", 10, minimum=1),
+        "half_open_calls": envint(env + "HALF_OPEN_CALLS", 1, minimum=1),
+        "probe_timeout": envfloat(env + "PROBE_TIMEOUT", stage_timeout + 5),
+    }
+
+
 BREAKERS = {
-    "rag": {
-        "failure_threshold": envint("BREAKER_RAG_THRESHOLD", 3, minimum=1),
-        "recovery_timeout": envfloat("BREAKER_RAG_RECOVERY", 30, minimum=0.1),
-    },
-    "llm": {
-        "failure_threshold": envint("BREAKER_LLM_THRESHOLD", 5, minimum=1),
-        "recovery_timeout": envfloat("BREAKER_LLM_RECOVERY", 60, minimum=0.1),
-    },
-    "chromadb": {
-        "failure_threshold": envint("BREAKER_CHROMADB_THRESHOLD", 3, minimum=1),
-        "recovery_timeout": envfloat("BREAKER_CHROMADB_RECOVERY", 45, minimum=0.1),
-    },
+    "rag": _breaker("rag", 3, 30, RAG_TIMEOUT),
+    "llm": _breaker("llm", 5, 60, LLM_TIMEOUT),
+    "chromadb": _breaker("chromadb", 3, 45, RAG_TIMEOUT),
 }
+# Exceptions that say nothing about the dependency's health (dotted paths); subclasses of
+# monitoring.breakers.Ignored never count either. A per-breaker "ignore_exceptions" list replaces it.
+BREAKER_IGNORED_EXCEPTIONS = envlist("BREAKER_IGNORED_EXCEPTIONS", "monitoring.timeouts.DeadlineExceeded")
+# The cache alias holding breaker state (must be shared by all processes) and its key prefix.
+BREAKER_CACHE = envstr("BREAKER_CACHE", "default")
+BREAKER_KEY_PREFIX = envstr("BREAKER_KEY_PREFIX", "breaker")
 
 # --- API ------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -202,7 +229,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
     "version": 1,
@@ -212,3 +239,27 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
+
+# --- Operations (monitoring/alerts.py, workers.py, live.py, prometheus.py, health_checks.py) ---
+# Alert thresholds. Queue: a warning past these, critical where submit starts refusing
+# (MAX_QUEUED_TASKS, MAX_QUEUE_AGE). Rates are percents of the tasks that ended (succeeded,
+# failed or timed out) in the last ALERT_WINDOW seconds, judged once ALERT_MIN_TASKS ended.
+ALERT_QUEUE_BACKLOG = envint("ALERT_QUEUE_BACKLOG", 50, minimum=1)
+ALERT_QUEUE_AGE = envint("ALERT_QUEUE_AGE", 60, minimum=1)
+ALERT_WINDOW = envint("ALERT_WINDOW", 15 * 60, minimum=60)
+ALERT_FAILURE_RATE = envfloat("ALERT_FAILURE_RATE", 20, minimum=0.1)
+ALERT_TIMEOUT_RATE = envfloat("ALERT_TIMEOUT_RATE", 10, minimum=0.1)
+ALERT_MIN_TASKS = envint("ALERT_MIN_TASKS", 5, minimum=1)
+# A sweeper heartbeat older than this raises `sweeper_stale` (no heartbeat at all: no alert).
+ALERT_SWEEPER_STALE = envint("ALERT_SWEEPER_STALE", 120, minimum=1)
+# Seconds a worker's busy/idle record outlives its last change. A busy record must outlive the
+# longest task (Django-Q2 kills a worker at Q_TIMEOUT + 3 s), so it never vanishes mid-task.
+OPS_WORKER_TTL = envint("OPS_WORKER_TTL", Q_TIMEOUT + 60, minimum=Q_TIMEOUT + 5)
+# The live page's socket: seconds between polls of the shared state, and how long the slower
+# task figures (1 h / 24 h, the 15-minute chart) are reused between polls.
+OPS_LIVE_POLL = envfloat("OPS_LIVE_POLL", 0.5, minimum=0.1)
+OPS_FIGURES_TTL = envfloat("OPS_FIGURES_TTL", 5, minimum=0)
+# Seconds the /health/ ChromaDB check waits for a heartbeat.
+HEALTH_CHROMA_TIMEOUT = envfloat("HEALTH_CHROMA_TIMEOUT", 3, minimum=0.1)
+# When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = envstr("METRICS_TOKEN")
