@@ -3,7 +3,8 @@ offline reader as the graceful fallback, marked degraded with the reason:
 
   llm_unconfigured  no LLM_BASE_URL / OPENAI_API_KEY
   llm_timeout       the call ran past min(LLM_TIMEOUT, the task's time left), or stalled
-  llm_error         HTTP error, connection failure, an open breaker, anything unexpected
+  llm_error         HTTP error, connection failure, anything unexpected
+  llm_breaker_open  the llm breaker is open: the LLM is known bad, so it is not called at all
   llm_bad_output    unparseable, empty or unreadable reply
 
 Raises nothing but DeadlineExceeded (the task's own time is up before we start).
@@ -18,6 +19,7 @@ from django.conf import settings
 from chat import llm, prompt
 from chat.live import TextPublisher
 from chat.offline_reader import compose_reading
+from monitoring.breakers import BreakerOpen, get_breaker
 from monitoring.timeouts import Deadline, DeadlineExceeded
 from rag.models import Poem
 from rag.passages import Passage
@@ -58,7 +60,7 @@ def interpret(
     try:
         history = prompt.recent_turns(getattr(conversation, "pk", conversation), task_id) if conversation else []
         messages = prompt.build_messages(question, poem, passages, history=history, language=language)
-        text = llm.stream_reading(messages, budget_seconds=budget, on_text=publisher)
+        text = get_breaker("llm").call(llm.stream_reading, messages, budget_seconds=budget, on_text=publisher)
     except DeadlineExceeded:
         raise
     except Exception as exc:
@@ -68,17 +70,19 @@ def interpret(
 
 
 def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, BreakerOpen):
+        return "llm_breaker_open"
     if isinstance(exc, llm.LLMTimeout):
         return "llm_timeout"
     if isinstance(exc, llm.LLMBadOutput):
         return "llm_bad_output"
-    return "llm_error"  # LLMError, an open breaker, or a bug: the fallback still answers
+    return "llm_error"  # LLMError or a bug: the fallback still answers
 
 
 def fallback(
     question: str, poem: Poem, passages: list[Passage], reason: str, exc: Exception | None = None
 ) -> Interpretation:
-    if isinstance(exc, llm.LLMError):
+    if isinstance(exc, llm.LLMError | BreakerOpen):
         log.warning("llm reading failed (%s), using the offline reader: %s", reason, exc)
     elif exc is not None:
         log.exception("llm reading failed unexpectedly, using the offline reader")
