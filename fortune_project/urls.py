@@ -5,8 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from chat.pages import chat_page
 from chat.views import TokenView
+from monitoring import ops_urls
 
 urlpatterns = [
+    *ops_urls.site_urlpatterns,  # before "admin/": /admin/operations/ is ours
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -15,6 +17,7 @@ urlpatterns = [
     path("api/v1/async-chat/poems", include("rag.urls")),
     path("api/v1/async-chat/", include("chat.urls")),
     path("api/v1/monitoring/", include("monitoring.urls")),
+    path("api/v1/monitoring/", include("monitoring.ops_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]

@@ -14,17 +14,29 @@ import pytest
 from tests.support.processes import ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ARTIFACTS = ROOT / "artifacts"
 
 
-def require_browser() -> None:
+def missing_browser() -> str | None:
+    """Why no browser test can run here, or None when one can."""
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver")
+        return f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip("the playwright package is missing: pip install playwright (no browser download needed)")
+        return "the playwright package is missing: pip install playwright (it needs no browser download)"
+    return None
+
+
+# For a test module: `pytestmark = needs_browser`, checked before any fixture starts a process.
+needs_browser = pytest.mark.skipif(missing_browser() is not None, reason=missing_browser() or "")
 
 
 @contextmanager

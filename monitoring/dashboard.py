@@ -1,0 +1,181 @@
+"""The operations snapshot: one dict that the dashboard API, the admin page and the live socket
+all render. `snapshot()` is fresh; `live_snapshot()` reuses the slower task figures for a few
+seconds (OPS_FIGURES_TTL) since the socket polls twice a second."""
+
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from chat.metrics import percentile, task_figures
+from chat.models import TERMINAL, FortuneTask, Status
+from monitoring import alerts, workers
+from monitoring.breakers import all_snapshots
+from monitoring.workers import iso
+
+log = logging.getLogger(__name__)
+
+SERIES_MINUTES = 15
+LATEST_TASKS = 12
+ENDED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+
+
+def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    return max(0, int((end - start).total_seconds() * 1000)) if start and end else None
+
+
+# --- Task figures ------------------------------------------------------------------------------
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def window_figures(now: datetime, hours: int) -> dict:
+    """chat.metrics.task_figures over tasks submitted in the window, plus rates, queue wait and
+    throughput (tasks that ended in the window, per minute)."""
+    since = now - timedelta(hours=hours)
+    tasks = FortuneTask.objects.filter(submitted_at__gte=since)
+    figures = task_figures(tasks)
+    waits = [_ms(s, t) for s, t in tasks.filter(started_at__isnull=False).values_list("submitted_at", "started_at")]
+    ended = FortuneTask.objects.filter(finished_at__gte=since, status__in=ENDED).count()
+    succeeded = figures["by_status"][Status.SUCCEEDED]
+    return {
+        **figures,
+        "window_hours": hours,
+        "degraded_rate": _rate(figures["degraded"], succeeded),
+        "queue_ms_p50": percentile(waits, 0.5),
+        "queue_ms_p95": percentile(waits, 0.95),
+        "ended": ended,
+        "throughput_per_min": round(ended / (hours * 60), 3),
+    }
+
+
+def _bucket(rows: list[tuple], start: datetime) -> dict:
+    totals = [ms for _, status, ms in rows if status == Status.SUCCEEDED and ms is not None]
+    return {
+        "start": iso(start),
+        "finished": len(rows),
+        "succeeded": sum(status == Status.SUCCEEDED for _, status, _ in rows),
+        "failed": sum(status in (Status.FAILED, Status.TIMED_OUT) for _, status, _ in rows),
+        "p95_ms": percentile(totals, 0.95),
+    }
+
+
+def series(now: datetime, minutes: int = SERIES_MINUTES) -> list[dict]:
+    """Per-minute throughput and p95 total time of the tasks that ended in the last minutes."""
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - timedelta(minutes=minutes)
+    rows = list(
+        FortuneTask.objects.filter(finished_at__gte=start, status__in=TERMINAL).values_list(
+            "finished_at", "status", "total_ms"
+        )
+    )
+    buckets: list[list[tuple]] = [[] for _ in range(minutes)]
+    for row in rows:
+        index = int((row[0] - start).total_seconds() // 60)
+        if 0 <= index < minutes:
+            buckets[index].append(row)
+    return [_bucket(b, start + timedelta(minutes=i)) for i, b in enumerate(buckets)]
+
+
+def latest_tasks(limit: int = LATEST_TASKS) -> list[dict]:
+    rows = FortuneTask.objects.select_related("user", "temple").order_by("-submitted_at")[:limit]
+    return [
+        {
+            "id": str(t.id),
+            "status": t.status,
+            "stage": t.stage,
+            "user": t.user.get_username(),
+            "temple": t.temple.slug if t.temple else None,
+            "question": t.question[:120],
+            "degraded": t.degraded,
+            "submitted_at": iso(t.submitted_at),
+            "finished_at": iso(t.finished_at),
+            "total_ms": t.total_ms,
+            "worker_pid": t.worker_pid,
+        }
+        for t in rows
+    ]
+
+
+def task_section(now: datetime) -> dict:
+    return {"last_1h": window_figures(now, 1), "last_24h": window_figures(now, 24), "series": series(now)}
+
+
+class _Memo:
+    """The last value of an expensive function, reused for `ttl` seconds (per process, so
+    several sockets polling in one web process share one computation)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.value, self.at = None, float("-inf")
+        self.lock = threading.Lock()
+
+    def get(self, compute, ttl: float):
+        with self.lock:
+            if self.value is None or self.clock() - self.at >= ttl:
+                self.value, self.at = compute(), self.clock()
+            return self.value
+
+
+_figures = _Memo()
+
+
+# --- System --------------------------------------------------------------------------------------
+
+
+def system_section(now: datetime) -> dict:
+    return {
+        "time": iso(now),
+        "host": socket.gethostname(),
+        "web_pid": os.getpid(),
+        "database": connection.vendor,
+        "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
+        "broker": "redis" if settings.Q_CLUSTER.get("redis") else "orm",
+        "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1],
+        "max_workers": settings.FORTUNE_WORKERS,
+        "task_timeout_s": settings.TASK_TIMEOUT,
+        "sweeper": alerts.sweeper_state(now),
+    }
+
+
+# --- The snapshot --------------------------------------------------------------------------------
+
+
+def _breakers() -> list[dict]:
+    try:
+        return all_snapshots()
+    except Exception:  # a broken breaker module must not take the whole picture down
+        log.warning("breaker snapshots unavailable", exc_info=True)
+        return []
+
+
+def snapshot(now: datetime | None = None, *, tasks: dict | None = None) -> dict:
+    """{"workers", "queue", "tasks", "breakers", "alerts", "system"} plus generated_at."""
+    now = now or timezone.now()
+    queue = workers.queue_state(now)
+    pool = workers.worker_pool(now, queue)
+    breakers = _breakers()
+    tasks = {**(tasks or task_section(now)), "latest": latest_tasks()}
+    return {
+        "generated_at": iso(now),
+        "workers": pool,
+        "queue": queue,
+        "tasks": tasks,
+        "breakers": breakers,
+        "alerts": alerts.current_alerts(clock=lambda: now, pool=pool, breakers=breakers),
+        "system": system_section(now),
+    }
+
+
+def live_snapshot(now: datetime | None = None) -> dict:
+    """The snapshot with task figures at most OPS_FIGURES_TTL seconds old; the rest is fresh."""
+    now = now or timezone.now()
+    return snapshot(now, tasks=_figures.get(lambda: task_section(now), settings.OPS_FIGURES_TTL))

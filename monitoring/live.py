@@ -1,0 +1,113 @@
+"""WebSocket /ws/monitoring/: the operations snapshot, live, for staff.
+
+Sends {"type": "snapshot", "snapshot": {...dashboard...}} on connect and again whenever it
+changes. Workers, breakers and tasks change in other processes and the in-memory channel layer
+cannot carry their news (shared/NOTES.md), so the consumer polls the shared state every
+OPS_LIVE_POLL seconds and sends only when the picture differs; with Redis, hints from the
+workers (monitoring/signals.py) make it poll at once. Ages and elapsed times are left out of the
+comparison (the page ticks them itself) but a fresh snapshot goes out at least every
+RESEND_EVERY seconds. Close codes: 4403 not staff (also when not logged in).
+"""
+
+import asyncio
+import json
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from chat.consumers import scope_user
+from chat.live import hints_enabled
+from monitoring.dashboard import live_snapshot
+from monitoring.signals import LIVE_GROUP
+
+log = logging.getLogger(__name__)
+
+NOT_STAFF = 4403
+RESEND_EVERY = 10.0
+VOLATILE = frozenset(
+    {"generated_at", "time", "heartbeat", "uptime_s", "busy_ms", "oldest_queued_age_ms", "age_s", "web_pid"}
+)
+
+
+def _stable(value: object) -> object:
+    """The snapshot without the fields that change by the mere passing of time."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_stable(v) for v in value]
+    return value
+
+
+def fingerprint(snap: dict) -> str:
+    return json.dumps(_stable(snap), sort_keys=True, cls=DjangoJSONEncoder)
+
+
+def staff_user(scope: dict):
+    user = scope_user(scope)
+    return user if user is not None and user.is_active and user.is_staff else None
+
+
+class MonitoringConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        await self.accept()  # a close code only reaches the client after the handshake
+        if await database_sync_to_async(staff_user)(self.scope) is None:
+            await self.close(code=NOT_STAFF)
+            return
+        self.wake = asyncio.Event()
+        self.hinted = hints_enabled()
+        if self.hinted:
+            await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
+        self.watcher = asyncio.create_task(self.watch())
+
+    async def disconnect(self, code: int) -> None:
+        watcher = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.cancel()
+        if getattr(self, "hinted", False):
+            await self.channel_layer.group_discard(LIVE_GROUP, self.channel_name)
+
+    async def monitoring_changed(self, event: dict) -> None:
+        """A hint from a worker (Redis only): poll now."""
+        self.wake.set()
+
+    @classmethod
+    async def encode_json(cls, content) -> str:
+        return json.dumps(content, cls=DjangoJSONEncoder)
+
+    async def watch(self) -> None:
+        try:
+            await self._watch()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("monitoring socket failed")
+            await self.close(code=1011)
+
+    async def _watch(self) -> None:
+        sent, sent_at = "", float("-inf")
+        while True:
+            snap = await self.read_snapshot()
+            digest = fingerprint(snap) if snap is not None else sent
+            if snap is not None and (digest != sent or time.monotonic() - sent_at >= RESEND_EVERY):
+                await self.send_json({"type": "snapshot", "snapshot": snap})
+                sent, sent_at = digest, time.monotonic()
+            await self.sleep(settings.OPS_LIVE_POLL)
+
+    async def read_snapshot(self) -> dict | None:
+        """None when the state cannot be read just now (a locked database): try again next poll."""
+        try:
+            return await database_sync_to_async(live_snapshot)()
+        except Exception:
+            log.warning("monitoring snapshot failed", exc_info=True)
+            return None
+
+    async def sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self.wake.clear()

@@ -1,0 +1,177 @@
+"""Worker bookkeeping: which task-cluster worker is busy with what, read by the operations views.
+
+Django-Q2's `Stat` (the cluster heartbeat, a 3 s TTL in the shared cache) says which worker pids
+are alive but not whether they are busy (shared/NOTES.md). So each worker records its own state
+in the shared cache from Django-Q2's signals (monitoring/signals.py), and readers join the two:
+`Stat` decides who is alive, our record says what it is doing. Records expire (OPS_WORKER_TTL),
+so a killed worker's record goes away by itself; it already drops out of view with its cluster's
+heartbeat.
+"""
+
+import logging
+import os
+import socket
+from datetime import datetime
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Count, Min
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django_q.status import Stat
+
+from chat.models import FortuneTask, Status
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "ops:worker"
+FORTUNE_FUNC = "chat.pipeline.run_fortune_task"
+IDLE, BUSY = "idle", "busy"
+
+
+def worker_key(host: str, pid: int) -> str:
+    return f"{KEY_PREFIX}:{host}:{pid}"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 UTC with a trailing Z, as DRF writes times elsewhere in the API."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _ms_since(stamp: str | None, now: datetime) -> int | None:
+    moment = parse_datetime(stamp) if stamp else None
+    return max(0, int((now - moment).total_seconds() * 1000)) if moment else None
+
+
+# --- Writing (in the worker process) -----------------------------------------------------------
+
+
+def func_path(func: object) -> str:
+    """Dotted path of a task function, whether Django-Q2 hands us the callable or its name."""
+    if isinstance(func, str):
+        return func
+    return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
+
+
+def fortune_task_id(func: object, q_task: dict) -> str | None:
+    """Our FortuneTask id: the first argument of chat.pipeline.run_fortune_task."""
+    if FORTUNE_FUNC not in (func_path(func), func_path(q_task.get("func"))):
+        return None
+    args = q_task.get("args") or ()
+    return str(args[0]) if args else None
+
+
+def record(
+    state: str,
+    *,
+    task: str | None = None,
+    q_task: dict | None = None,
+    now: datetime | None = None,
+    pid: int | None = None,
+    host: str | None = None,
+) -> dict:
+    """Write a worker's record (by default this process's); returns it."""
+    now = now or timezone.now()
+    q_task = q_task or {}
+    entry = {
+        "pid": pid or os.getpid(),
+        "host": host or socket.gethostname(),
+        "state": state,
+        "task": task,
+        "q_task": q_task.get("id"),
+        "q_name": q_task.get("name"),
+        "func": func_path(q_task.get("func")) if q_task else None,
+        "busy_since": iso(now) if state == BUSY else None,
+        "last_seen": iso(now),
+    }
+    cache.set(worker_key(entry["host"], entry["pid"]), entry, timeout=settings.OPS_WORKER_TTL)
+    return entry
+
+
+def record_busy(func: object, q_task: dict, now: datetime | None = None) -> dict:
+    return record(BUSY, task=fortune_task_id(func, q_task), q_task=q_task, now=now)
+
+
+def record_idle(now: datetime | None = None) -> dict:
+    return record(IDLE, now=now)
+
+
+# --- Reading (anywhere) ------------------------------------------------------------------------
+
+
+def _cluster(stat: Stat, now: datetime) -> dict:
+    return {
+        "id": str(stat.cluster_id),
+        "host": stat.host,
+        "pid": stat.pid,
+        "status": str(stat.status),
+        "workers": list(stat.workers),
+        "task_q_size": stat.task_q_size,
+        "reincarnations": stat.reincarnations,
+        "uptime_s": int((now - stat.tob).total_seconds()) if stat.tob else None,
+        "heartbeat": iso(stat.timestamp),
+    }
+
+
+def live_clusters(now: datetime | None = None) -> list[dict]:
+    """Clusters whose heartbeat is alive, oldest first (a stable order for the pages)."""
+    now = now or timezone.now()
+    clusters = [_cluster(stat, now) for stat in Stat.get_all()]
+    return sorted(clusters, key=lambda c: (c["uptime_s"] is None, -(c["uptime_s"] or 0), c["id"]))
+
+
+def _worker(pid: int, host: str, entry: dict | None, now: datetime) -> dict:
+    # No record means idle: a busy record outlives any task (OPS_WORKER_TTL), so only an idle
+    # one can have expired (or the worker predates our receivers).
+    entry = entry or {"state": IDLE, "task": None, "busy_since": None, "last_seen": None, "q_task": None}
+    return {
+        "pid": pid,
+        "host": host,
+        "state": entry["state"],
+        "task": entry["task"],
+        "busy_since": entry["busy_since"],
+        "busy_ms": _ms_since(entry["busy_since"], now),
+        "q_task": entry.get("q_task"),
+        "last_seen": entry["last_seen"],
+    }
+
+
+def live_workers(clusters: list[dict], now: datetime | None = None) -> list[dict]:
+    """The workers of the live clusters, each with its recorded state."""
+    now = now or timezone.now()
+    pairs = [(c["host"], pid) for c in clusters for pid in c["workers"]]
+    entries = cache.get_many([worker_key(host, pid) for host, pid in pairs])
+    return [_worker(pid, host, entries.get(worker_key(host, pid)), now) for host, pid in pairs]
+
+
+def queue_state(now: datetime | None = None) -> dict:
+    """Our task queue from the database (the truth; the broker only holds ids)."""
+    now = now or timezone.now()
+    queued = FortuneTask.objects.filter(status=Status.QUEUED).aggregate(n=Count("id"), oldest=Min("submitted_at"))
+    oldest = queued["oldest"]
+    return {
+        "queued": queued["n"],
+        "running": FortuneTask.objects.filter(status=Status.RUNNING).count(),
+        "oldest_queued_at": iso(oldest),
+        "oldest_queued_age_ms": max(0, int((now - oldest).total_seconds() * 1000)) if oldest else None,
+        "max_queued": settings.MAX_QUEUED_TASKS,
+        "max_age_ms": settings.MAX_QUEUE_AGE * 1000,
+    }
+
+
+def worker_pool(now: datetime | None = None, queue: dict | None = None) -> dict:
+    """The contract's worker-pool body (plus a few extra fields)."""
+    now = now or timezone.now()
+    clusters = live_clusters(now)
+    workers = live_workers(clusters, now)
+    queue = queue or queue_state(now)
+    return {
+        "max_workers": settings.FORTUNE_WORKERS,
+        "clusters": clusters,
+        "workers": workers,
+        "busy": sum(w["state"] == BUSY for w in workers),
+        "idle": sum(w["state"] == IDLE for w in workers),
+        "queued": queue["queued"],
+        "running": queue["running"],
+        "oldest_queued_age_ms": queue["oldest_queued_age_ms"],
+    }

@@ -1,0 +1,115 @@
+"""django-health-check at /health/: every check up, then each dependency down on its own."""
+
+import contextlib
+import socket
+from types import SimpleNamespace
+
+import pytest
+from django.core.cache import caches
+from django.db import OperationalError, connections
+from django.utils import timezone
+from django_q.status import Stat
+from health_check.exceptions import ServiceUnavailable
+
+from monitoring.breakers import get_breaker
+from monitoring.health_checks import ChromaDB
+from rag import chroma_client
+
+CHECKS = {
+    "database": "Database(alias='default')",
+    "cache": "Cache(alias='default')",
+    "chromadb": "ChromaDB()",
+    "cluster": "TaskCluster()",
+    "breakers": "Breakers()",
+}
+
+
+def cluster_of(workers: int) -> list:
+    now = timezone.now()
+    stat = SimpleNamespace(workers=list(range(11, 11 + workers)), host=socket.gethostname(), tob=now, timestamp=now)
+    return [stat]
+
+
+@pytest.fixture
+def all_up(db, monkeypatch):
+    """A live cluster with its 3 workers and a Chroma that answers its heartbeat."""
+    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: cluster_of(3)))
+    monkeypatch.setattr(chroma_client, "heartbeat", lambda timeout: 1)
+
+
+def health(client) -> tuple[int, dict]:
+    response = client.get("/health/?format=json")
+    return response.status_code, response.json()
+
+
+def failing(body: dict) -> dict[str, str]:
+    names = {v: k for k, v in CHECKS.items()}
+    return {names[check]: result for check, result in body.items() if result != "OK"}
+
+
+def test_all_checks_pass_with_200(client, all_up):
+    status, body = health(client)
+    assert (status, set(body)) == (200, set(CHECKS.values()))
+    assert failing(body) == {}
+
+
+def test_the_database_down(client, all_up, monkeypatch):
+    @contextlib.contextmanager
+    def refused(self):
+        raise OperationalError("connection refused")
+        yield
+
+    monkeypatch.setattr(type(connections["default"]), "temporary_connection", refused)
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"database": "Unavailable: connection refused"})
+
+
+def test_the_cache_down(client, all_up, monkeypatch):
+    async def refused(self, *args, **kwargs):
+        raise ConnectionError("cache refused")
+
+    monkeypatch.setattr(type(caches["default"]), "aset", refused)
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"cache": "Unexpected Result: Connection Error"})
+
+
+def test_chromadb_down(client, all_up, monkeypatch):
+    def refused(timeout):
+        raise chroma_client.ChromaUnavailable("chromadb.heartbeat: connection refused")
+
+    monkeypatch.setattr(chroma_client, "heartbeat", refused)
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"chromadb": "Unavailable: no heartbeat"})
+
+
+def test_no_task_cluster(client, all_up, monkeypatch):
+    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: []))
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"cluster": "Unavailable: no live task cluster"})
+
+
+def test_a_cluster_short_of_workers_is_a_warning(client, all_up, monkeypatch):
+    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: cluster_of(2)))
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"cluster": "Warning: 2 of 3 workers alive"})
+
+
+def test_an_open_breaker_is_a_warning(client, all_up, transactional_db):
+    # Committed: the check reads the shared state from another thread's connection.
+    get_breaker("llm").force_open(who="bob (test)")
+    status, body = health(client)
+    assert (status, failing(body)) == (500, {"breakers": "Warning: llm forced_open"})
+
+
+def test_the_chroma_check_gives_up_after_its_timeout(db, settings):
+    settings.HEALTH_CHROMA_TIMEOUT = 0.2
+    settings.CHROMA_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    chroma_client.reset_connection()
+    with pytest.raises(ServiceUnavailable):
+        ChromaDB().run()
+    chroma_client.reset_connection()
+
+
+def test_the_html_page_renders_for_a_browser(client, all_up):
+    response = client.get("/health/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200 and b"ChromaDB" in response.content

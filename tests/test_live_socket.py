@@ -1,0 +1,141 @@
+"""WebSocket /ws/monitoring/ through the project's ASGI application (origin check, auth, routing)."""
+
+import json
+import socket as sockets
+import time
+from types import SimpleNamespace
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.test import Client
+from django.utils import timezone
+from django_q.status import Stat
+from rest_framework.authtoken.models import Token
+
+from fortune_project.asgi import application
+from monitoring import workers
+from monitoring.breakers import get_breaker
+from monitoring.live import fingerprint
+
+ORIGIN = (b"origin", b"http://testserver")
+pytestmark = pytest.mark.django_db(transaction=True)  # the consumer reads through its own sync_to_async calls
+
+
+@pytest.fixture
+def live_cluster(monkeypatch) -> SimpleNamespace:
+    now = timezone.now()
+    stat = SimpleNamespace(
+        cluster_id="c1",
+        host=sockets.gethostname(),
+        pid=1,
+        status="Idle",
+        workers=[11, 12, 13],
+        task_q_size=0,
+        reincarnations=0,
+        tob=now,
+        timestamp=now,
+    )
+    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: [stat]))
+    return stat
+
+
+def token_for(user) -> str:
+    return Token.objects.get_or_create(user=user)[0].key
+
+
+def socket_for(query: str = "", cookie: str | None = None) -> WebsocketCommunicator:
+    headers = [ORIGIN] + ([(b"cookie", cookie.encode())] if cookie else [])
+    return WebsocketCommunicator(application, f"/ws/monitoring/{query}", headers=headers)
+
+
+async def first_message(socket: WebsocketCommunicator) -> dict:
+    connected, _ = await socket.connect(timeout=5)
+    assert connected
+    return await socket.receive_output(timeout=5)
+
+
+async def snapshot_where(socket: WebsocketCommunicator, predicate, within: float) -> float:
+    """Seconds until a snapshot matching `predicate` arrives; fails after `within` seconds."""
+    started = time.monotonic()
+    while (left := within - (time.monotonic() - started)) > 0:
+        message = await socket.receive_json_from(timeout=left)
+        if predicate(message["snapshot"]):
+            return time.monotonic() - started
+    raise AssertionError(f"no matching snapshot within {within} s")
+
+
+def test_staff_gets_the_full_snapshot_on_connect(bob):
+    async def scenario():
+        socket = socket_for(f"?token={await sync_to_async(token_for)(bob)}")
+        message = await first_message(socket)
+        await socket.disconnect()
+        return message
+
+    message = async_to_sync(scenario)()
+    assert message["type"] == "websocket.send"
+    body = json.loads(message["text"])
+    assert body["type"] == "snapshot"
+    assert set(body["snapshot"]) >= {"workers", "queue", "tasks", "breakers", "alerts", "system"}
+
+
+def test_a_staff_session_cookie_works_too(bob):
+    browser = Client()
+    browser.force_login(bob)
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={browser.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+
+    async def scenario():
+        socket = socket_for(cookie=cookie)
+        message = await first_message(socket)
+        await socket.disconnect()
+        return message
+
+    assert '"type": "snapshot"' in async_to_sync(scenario)()["text"]
+
+
+@pytest.mark.parametrize("who", ["alice", "anonymous"])
+def test_non_staff_and_anonymous_are_refused_with_4403(request, who):
+    query = "" if who == "anonymous" else f"?token={token_for(request.getfixturevalue(who))}"
+
+    async def scenario():
+        return await first_message(socket_for(query))
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4403}
+
+
+def test_a_breaker_forced_open_elsewhere_reaches_the_socket_within_a_second(bob):
+    def force_open():
+        get_breaker("llm").force_open(who="mallory (test)")
+
+    def llm_is_open(snap: dict) -> bool:
+        return any(b["name"] == "llm" and b["state"] == "forced_open" for b in snap["breakers"])
+
+    async def scenario():
+        socket = socket_for(f"?token={await sync_to_async(token_for)(bob)}")
+        await first_message(socket)
+        await sync_to_async(force_open)()
+        took = await snapshot_where(socket, llm_is_open, within=1.0)
+        await socket.disconnect()
+        return took
+
+    assert async_to_sync(scenario)() < 1.0
+
+
+def test_a_worker_going_busy_reaches_the_socket_within_a_second(bob, live_cluster):
+    async def scenario():
+        socket = socket_for(f"?token={await sync_to_async(token_for)(bob)}")
+        await first_message(socket)
+        await sync_to_async(workers.record)("busy", task="t-1", pid=12, host=live_cluster.host)
+        took = await snapshot_where(socket, lambda s: s["workers"]["busy"] == 1, within=1.0)
+        await socket.disconnect()
+        return took
+
+    assert async_to_sync(scenario)() < 1.0
+
+
+def test_the_change_detection_ignores_the_mere_passing_of_time():
+    one = {"generated_at": "a", "queue": {"queued": 1, "oldest_queued_age_ms": 5}, "workers": {"workers": []}}
+    two = {"generated_at": "b", "queue": {"queued": 1, "oldest_queued_age_ms": 900}, "workers": {"workers": []}}
+    assert fingerprint(one) == fingerprint(two)
+    assert fingerprint(one) != fingerprint({**one, "queue": {"queued": 2}})
