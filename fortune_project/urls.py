@@ -14,7 +14,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("chat/", chat_page, name="chat-page"),
     path("api/v1/auth/token", TokenView.as_view(), name="auth-token"),
-    path("api/v1/async-chat/poems", include("rag.urls")),
+    path("api/v1/async-chat/", include("rag.urls")),
     path("api/v1/async-chat/", include("chat.urls")),
     path("api/v1/monitoring/", include("monitoring.urls")),
     path("api/v1/monitoring/", include("monitoring.ops_urls")),

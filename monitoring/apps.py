@@ -6,5 +6,5 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        from monitoring import checks  # noqa: F401  (registers the system checks)
-        from monitoring import signals  # noqa: F401  (Django-Q2 receivers: worker bookkeeping)
+        # Registers the system checks and the Django-Q2 receivers that keep worker bookkeeping.
+        from monitoring import checks, signals  # noqa: F401

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from chat.fake_llm_server import READING
-from tests.support.browser import admin_login, chromium_page, require_browser, screenshot
+from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot
 from tests.support.processes import base_env, free_port, manage, port_open, run_manage, wait_until
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm_server fixture
@@ -50,9 +50,9 @@ def test_the_page_posts_with_the_csrf_header_the_api_expects(alice):
 
 
 @pytest.mark.slow
+@needs_browser
 def test_a_browser_watches_the_reading_grow_before_the_task_ends(tmp_path, fake_llm_server):
     """Through `manage.py serve` (Daphne, 3 workers) and fake_llm in slow mode, in Chromium."""
-    require_browser()
     fake_llm_server.control(mode="slow", latency=0.4, reset=True)
     port = free_port()
     env = base_env(tmp_path, LLM_BASE_URL=fake_llm_server.base_url, LLM_MODEL="fake-llm", LLM_TIMEOUT="30")

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from rag.index import index_changed_poems
 from rag.loader import load_poems
 
 
@@ -26,3 +27,4 @@ class Command(BaseCommand):
             f"Poems: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
             f"{len(report.errors)} bad row(s)."
         )
+        index_changed_poems(report.poem_ids, self.stdout, self.stderr)

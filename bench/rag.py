@@ -1,0 +1,253 @@
+"""Retrieval benchmark: embedding throughput, retrieval latency and our overhead over Chroma.
+
+    .venv/bin/python bench/rag.py                 # embedded store, 1k and 10k passages
+    .venv/bin/python bench/rag.py --server        # the same against a `chroma run` server
+    .venv/bin/python bench/rag.py --sizes 1000 --queries 100
+
+Everything lives in a temporary directory (SQLite database, Chroma store): synthetic poems are
+generated, embedded, indexed, then queried. For each size it prints embedding throughput,
+p50/p99 of `rag.retrieval.retrieve` (embed the question + two filtered Chroma queries + the
+poem's own text), p50/p99 of one bare Chroma query (precomputed vector, plain chromadb client,
+no timeout thread) on the same collection, and the ratio of the two.
+"""
+
+import argparse
+import itertools
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSAGES_PER_POEM = 11  # verse, meaning and nine topics
+
+WORDS = {
+    "career": "job office boss promotion colleague business salary project interview contract team",
+    "love": "heart partner romance marriage date wedding lover longing kiss devotion match",
+    "family": "parents children home mother father sister brother elders table household",
+    "health": "body illness rest recovery doctor medicine sleep strength pain healing breath",
+    "wealth": "money savings debt investment coins profit market fortune loan treasure",
+    "travel": "journey road voyage ship flight abroad border map mountain pass caravan",
+    "study": "exam school lessons teacher books degree scholarship notes practice grades",
+    "lost_items": "keys wallet ring drawer missing search corner cloth pocket misplaced",
+    "disputes": "quarrel court lawsuit neighbour argument settle judge feud agreement witness",
+    "nature": "moon river pine crane lantern harbor mist bamboo plum blossom tide cloud",
+}
+QUESTIONS = [
+    "Will I get the promotion at work?",
+    "Does my partner truly love me?",
+    "Will my parents forgive me?",
+    "Will I recover from this illness soon?",
+    "Should I invest my savings now?",
+    "Is it safe to travel abroad this year?",
+    "Will I pass my final exams?",
+    "Where did I lose my wallet?",
+    "Will the lawsuit with my neighbour end well?",
+]
+
+
+def sentence(rng: random.Random, topic: str, n: int = 14) -> str:
+    words = rng.choices(WORDS[topic].split(), k=n // 2) + rng.choices(WORDS["nature"].split(), k=n - n // 2)
+    rng.shuffle(words)
+    return " ".join(words).capitalize() + "."
+
+
+def setup_django(workdir: Path, chroma_url: str) -> None:
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="fortune_project.settings",
+        FORTUNE_VAR_DIR=str(workdir),
+        DATABASE_URL=f"sqlite:///{workdir / 'bench.sqlite3'}",
+        CHROMA_PATH=str(workdir / "chroma"),
+        CHROMA_URL=chroma_url,
+    )
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def make_poems(count: int, first_number: int, rng: random.Random) -> list:
+    from rag.models import TOPICS, Poem, Temple
+
+    temples = [Temple.objects.get_or_create(slug=s, defaults={"name": s})[0] for s in ("bench-east", "bench-west")]
+    poems = [
+        Poem(
+            temple=temples[i % 2],
+            number=first_number + i,
+            title=f"Bench poem {first_number + i}",
+            rank="middle",
+            verse=sentence(rng, "nature", 20),
+            meaning=sentence(rng, "nature", 16),
+            advice={t: sentence(rng, t) for t in TOPICS},
+        )
+        for i in range(count)
+    ]
+    Poem.objects.bulk_create(poems)
+    return list(Poem.objects.filter(number__gte=first_number).select_related("temple"))
+
+
+def index_with_timing(poems: list) -> tuple[float, float, int]:
+    """(embedded passages per second, indexed passages per second, passages)."""
+    from django.conf import settings
+
+    from rag import chroma_client, embeddings, index
+
+    docs = [d for p in poems for d in index.documents(p)]
+    started = time.perf_counter()
+    vectors = embeddings.embed([d.embed_text for d in docs])
+    embedded = time.perf_counter() - started
+    for start in range(0, len(docs), 1000):
+        chunk = slice(start, start + 1000)
+        chroma_client.upsert(
+            index.collection_name(),
+            ids=[d.id for d in docs[chunk]],
+            embeddings=vectors[chunk],
+            documents=[d.text for d in docs[chunk]],
+            metadatas=[d.metadata for d in docs[chunk]],
+            timeout=settings.RAG_INDEX_TIMEOUT,
+        )
+    total = time.perf_counter() - started
+    return len(docs) / embedded, len(docs) / total, len(docs)
+
+
+def timed(fn: Callable[[], object], runs: int) -> list[float]:
+    fn()  # warm-up: model load, connection, collection handle
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100, method="inclusive")[int(q) - 1]
+
+
+def measure(poems: list, runs: int, rng: random.Random) -> dict[str, list[float]]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from monitoring.timeouts import Deadline
+    from rag import chroma_client, embeddings, index
+    from rag.retrieval import retrieve
+
+    cases = [(rng.choice(QUESTIONS), rng.choice(poems)) for _ in range(runs + 1)]
+    vectors = {q: embeddings.embed_one(q) for q in QUESTIONS}
+    bare = _bare_collection(index.collection_name())
+    it = itertools.cycle(cases)
+
+    def ours():
+        question, poem = next(it)
+        result = retrieve(question, poem, Deadline(timezone.now() + timedelta(seconds=60)))
+        assert not result.degraded_reasons, result.degraded_reasons
+
+    def plain():
+        question, poem = next(it)
+        bare.query(query_embeddings=[vectors[question]], n_results=PASSAGES_PER_POEM, where={"poem_id": poem.id})
+
+    def wrapped():
+        question, poem = next(it)
+        chroma_client.query(
+            index.collection_name(), vectors[question], n_results=11, where={"poem_id": poem.id}, timeout=30
+        )
+
+    def embed_question():
+        embeddings.embed_one(next(it)[0] + " ")
+
+    return {
+        "retrieve": timed(ours, runs),
+        "bare": timed(plain, runs),
+        "wrapped": timed(wrapped, runs),
+        "embed1": timed(embed_question, runs),
+    }
+
+
+def _bare_collection(name: str):
+    import chromadb
+    from chromadb.config import Settings
+    from django.conf import settings
+
+    options = Settings(anonymized_telemetry=False)
+    if settings.CHROMA_URL:
+        port = int(settings.CHROMA_URL.rsplit(":", 1)[1])
+        client = chromadb.HttpClient(host="127.0.0.1", port=port, settings=options)
+    else:
+        client = chromadb.PersistentClient(path=settings.CHROMA_PATH, settings=options)
+    return client.get_collection(name, embedding_function=None)
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    chroma = Path(sys.executable).parent / "chroma"
+    log = open(workdir / "chroma.log", "wb")
+    args = [str(chroma), "run", "--path", str(workdir / "server"), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
+            return server, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("chroma run did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000], help="passages in the index")
+    parser.add_argument("--queries", type=int, default=200, help="timed calls per measurement")
+    parser.add_argument("--server", action="store_true", help="use a `chroma run` server instead of embedded")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        workdir = Path(tmp)
+        server, url = start_server(workdir) if args.server else (None, "")
+        try:
+            run(workdir, url, args.sizes, args.queries)
+        finally:
+            if server:
+                server.terminate()
+                server.wait(15)
+
+
+def run(workdir: Path, url: str, sizes: list[int], queries: int) -> None:
+    setup_django(workdir, url)
+    from rag import embeddings, index
+
+    rng = random.Random(42)
+    print(f"model {embeddings.model_id()}, collection {index.collection_name()}, {'server' if url else 'embedded'}")
+    print(f"{queries} timed calls per figure; latencies in ms")
+    header = "passages  embed/s  index/s  retrieve p50/p99  bare query p50/p99  ratio p50  wrapper p50  embed-1 p50"
+    print(header)
+    poems: list = []
+    for size in sorted(sizes):
+        wanted = size // PASSAGES_PER_POEM - len(poems)
+        new = make_poems(wanted, len(poems) + 1, rng)
+        embed_rate, index_rate, _ = index_with_timing(new)
+        poems += new
+        m = measure(poems, queries, rng)
+        r50, b50 = pct(m["retrieve"], 50), pct(m["bare"], 50)
+        print(
+            f"{len(poems) * PASSAGES_PER_POEM:>8}  {embed_rate:>7.0f}  {index_rate:>7.0f}  "
+            f"{r50:>7.2f}/{pct(m['retrieve'], 99):<8.2f}  {b50:>8.2f}/{pct(m['bare'], 99):<9.2f}  "
+            f"{r50 / b50:>9.1f}x  {pct(m['wrapped'], 50):>11.2f}  {pct(m['embed1'], 50):>11.2f}"
+        )
+        # Rates above are for the passages added at this size (1k, then 9k more for 10k).
+
+
+if __name__ == "__main__":
+    main()
