@@ -6,6 +6,16 @@ from rest_framework.test import APIClient
 from rag.models import TOPICS, Poem, Temple
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _test_chroma_store(tmp_path_factory):
+    """Tests never touch the checkout's var/chroma; tests needing a store of their own ask for
+    tests.support.chroma's fixtures, which override this one."""
+    from django.test import override_settings
+
+    with override_settings(CHROMA_PATH=str(tmp_path_factory.mktemp("chroma-session")), CHROMA_URL=""):
+        yield
+
+
 @pytest.fixture
 def alice(db) -> User:
     """The seeker."""
