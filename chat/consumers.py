@@ -12,23 +12,21 @@ such task of yours (another user's task is as absent as a missing one, as in the
 """
 
 import asyncio
-import json
 import logging
 from datetime import timedelta
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from chat import lifecycle
-from chat.live import hints_enabled, task_group
+from chat.live import task_group
 from chat.models import FortuneTask
 from chat.serializers import TaskSerializer
+from chat.sockets import PollingConsumer
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ def serialize(task: FortuneTask) -> dict:
     return TaskSerializer(task).data
 
 
-class TaskConsumer(AsyncJsonWebsocketConsumer):
+class TaskConsumer(PollingConsumer):
     async def connect(self) -> None:
         # Accept first: a close code only reaches the client after the handshake.
         await self.accept()
@@ -72,37 +70,11 @@ class TaskConsumer(AsyncJsonWebsocketConsumer):
         if await database_sync_to_async(load_task)(self.task_id, self.user) is None:
             await self.close(code=NOT_FOUND)
             return
-        self.hinted = hints_enabled()
-        self.wake = asyncio.Event()
-        if self.hinted:
-            await self.channel_layer.group_add(task_group(self.task_id), self.channel_name)
-        self.watcher = asyncio.create_task(self.watch())
+        await self.start_watching(task_group(self.task_id))
 
-    async def disconnect(self, code: int) -> None:
-        watcher = getattr(self, "watcher", None)
-        if watcher is not None:
-            watcher.cancel()
-        if getattr(self, "hinted", False):
-            await self.channel_layer.group_discard(task_group(self.task_id), self.channel_name)
+    task_changed = PollingConsumer.wake_up
 
-    async def task_changed(self, event: dict) -> None:
-        """A hint from the worker (Redis only): poll now."""
-        self.wake.set()
-
-    @classmethod
-    async def encode_json(cls, content) -> str:
-        return json.dumps(content, cls=DjangoJSONEncoder)
-
-    async def watch(self) -> None:
-        try:
-            await self._watch()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("task socket for %s failed", self.task_id)
-            await self.close(code=1011)
-
-    async def _watch(self) -> None:
+    async def poll_forever(self) -> None:
         interval = HINTED_POLL_INTERVAL if self.hinted else POLL_INTERVAL
         sent_state, sent_text = None, ""
         while True:

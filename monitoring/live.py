@@ -15,12 +15,11 @@ import logging
 import time
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
 from chat.consumers import scope_user
-from chat.live import hints_enabled
+from chat.sockets import PollingConsumer
 from monitoring.dashboard import live_snapshot
 from monitoring.signals import LIVE_GROUP
 
@@ -51,43 +50,17 @@ def staff_user(scope: dict):
     return user if user is not None and user.is_active and user.is_staff else None
 
 
-class MonitoringConsumer(AsyncJsonWebsocketConsumer):
+class MonitoringConsumer(PollingConsumer):
     async def connect(self) -> None:
         await self.accept()  # a close code only reaches the client after the handshake
         if await database_sync_to_async(staff_user)(self.scope) is None:
             await self.close(code=NOT_STAFF)
             return
-        self.wake = asyncio.Event()
-        self.hinted = hints_enabled()
-        if self.hinted:
-            await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
-        self.watcher = asyncio.create_task(self.watch())
+        await self.start_watching(LIVE_GROUP)
 
-    async def disconnect(self, code: int) -> None:
-        watcher = getattr(self, "watcher", None)
-        if watcher is not None:
-            watcher.cancel()
-        if getattr(self, "hinted", False):
-            await self.channel_layer.group_discard(LIVE_GROUP, self.channel_name)
+    monitoring_changed = PollingConsumer.wake_up
 
-    async def monitoring_changed(self, event: dict) -> None:
-        """A hint from a worker (Redis only): poll now."""
-        self.wake.set()
-
-    @classmethod
-    async def encode_json(cls, content) -> str:
-        return json.dumps(content, cls=DjangoJSONEncoder)
-
-    async def watch(self) -> None:
-        try:
-            await self._watch()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("monitoring socket failed")
-            await self.close(code=1011)
-
-    async def _watch(self) -> None:
+    async def poll_forever(self) -> None:
         sent, sent_at = "", float("-inf")
         while True:
             snap = await self.read_snapshot()
