@@ -78,3 +78,14 @@ def poem(temple) -> Poem:
 @pytest.fixture(autouse=True)
 def fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache(request):
+    """The database cache table is no model, so transactional tests' flush leaves it alone:
+    clear it, or breaker and throttle state leak from one test into the next."""
+    if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
+        from django.core.cache import cache
+
+        request.getfixturevalue("db")
+        cache.clear()
