@@ -1,5 +1,11 @@
+import socket
+from datetime import timedelta
+from types import SimpleNamespace
+
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
+from django_q.status import Stat
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -89,3 +95,22 @@ def _empty_cache(request):
 
         request.getfixturevalue("db")
         cache.clear()
+
+
+@pytest.fixture
+def one_cluster(monkeypatch) -> SimpleNamespace:
+    """Django-Q2 reports one live cluster of three workers (pids 11-13) on this host."""
+    now = timezone.now()
+    stat = SimpleNamespace(
+        cluster_id="c1",
+        host=socket.gethostname(),
+        pid=100,
+        status="Idle",
+        workers=[11, 12, 13],
+        task_q_size=0,
+        reincarnations=0,
+        tob=now - timedelta(minutes=1),
+        timestamp=now,
+    )
+    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: [stat]))
+    return stat

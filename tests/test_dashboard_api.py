@@ -1,8 +1,6 @@
 """The staff-only monitoring API: dashboard, worker-pool, alerts."""
 
-import socket
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.utils import timezone
@@ -36,24 +34,6 @@ def make_task(user, status: str, *, ago: float = 60, queue_s: float | None = 1, 
         deadline=submitted + timedelta(seconds=120),
         **fields,
     )
-
-
-@pytest.fixture
-def one_cluster(monkeypatch):
-    now = timezone.now()
-    stat = SimpleNamespace(
-        cluster_id="c1",
-        host=socket.gethostname(),
-        pid=100,
-        status="Idle",
-        workers=[11, 12, 13],
-        task_q_size=0,
-        reincarnations=0,
-        tob=now - timedelta(minutes=1),
-        timestamp=now,
-    )
-    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: [stat]))
-    return stat
 
 
 @pytest.mark.parametrize("name", ENDPOINTS)

@@ -1,17 +1,13 @@
 """WebSocket /ws/monitoring/ through the project's ASGI application (origin check, auth, routing)."""
 
 import json
-import socket as sockets
 import time
-from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.test import Client
-from django.utils import timezone
-from django_q.status import Stat
 from rest_framework.authtoken.models import Token
 
 from fortune_project.asgi import application
@@ -21,24 +17,6 @@ from monitoring.live import fingerprint
 
 ORIGIN = (b"origin", b"http://testserver")
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer reads through its own sync_to_async calls
-
-
-@pytest.fixture
-def live_cluster(monkeypatch) -> SimpleNamespace:
-    now = timezone.now()
-    stat = SimpleNamespace(
-        cluster_id="c1",
-        host=sockets.gethostname(),
-        pid=1,
-        status="Idle",
-        workers=[11, 12, 13],
-        task_q_size=0,
-        reincarnations=0,
-        tob=now,
-        timestamp=now,
-    )
-    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: [stat]))
-    return stat
 
 
 def token_for(user) -> str:
@@ -122,11 +100,11 @@ def test_a_breaker_forced_open_elsewhere_reaches_the_socket_within_a_second(bob)
     assert async_to_sync(scenario)() < 1.0
 
 
-def test_a_worker_going_busy_reaches_the_socket_within_a_second(bob, live_cluster):
+def test_a_worker_going_busy_reaches_the_socket_within_a_second(bob, one_cluster):
     async def scenario():
         socket = socket_for(f"?token={await sync_to_async(token_for)(bob)}")
         await first_message(socket)
-        await sync_to_async(workers.record)("busy", task="t-1", pid=12, host=live_cluster.host)
+        await sync_to_async(workers.record)("busy", task="t-1", pid=12, host=one_cluster.host)
         took = await snapshot_where(socket, lambda s: s["workers"]["busy"] == 1, within=1.0)
         await socket.disconnect()
         return took

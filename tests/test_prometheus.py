@@ -1,16 +1,13 @@
 """/metrics: Prometheus text that parses, with task counters read from the database at scrape time."""
 
-import socket
 import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.test import Client
 from django.utils import timezone
-from django_q.status import Stat
 from prometheus_client.parser import text_string_to_metric_families
 
 from chat.models import Conversation, FortuneTask
@@ -48,25 +45,7 @@ def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
     return {dict(labels)[label]: value for labels, value in samples.get(name, {}).items()}
 
 
-@pytest.fixture
-def cluster_of_three(monkeypatch):
-    now = timezone.now()
-    stat = SimpleNamespace(
-        cluster_id="c1",
-        host=socket.gethostname(),
-        pid=1,
-        status="Idle",
-        workers=[11, 12, 13],
-        task_q_size=0,
-        reincarnations=0,
-        tob=now,
-        timestamp=now,
-    )
-    monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: [stat]))
-    return stat
-
-
-def test_the_task_counters_match_the_database(alice, client, cluster_of_three):
+def test_the_task_counters_match_the_database(alice, client, one_cluster):
     for status in ("succeeded", "succeeded", "failed", "timed_out", "cancelled"):
         make_task(alice, status)
     make_task(alice, "queued", total_ms=None)
@@ -81,7 +60,7 @@ def test_the_task_counters_match_the_database(alice, client, cluster_of_three):
     assert samples["fortune_queue_depth"][()] == 1
 
 
-def test_latency_histograms_are_cumulative(alice, cluster_of_three):
+def test_latency_histograms_are_cumulative(alice, one_cluster):
     for ms in (80, 400, 3000):
         make_task(alice, "succeeded", total_ms=ms, queue_s=ms / 1000)
     samples = scrape(prometheus.exposition().decode())
@@ -97,8 +76,8 @@ def test_latency_histograms_are_cumulative(alice, cluster_of_three):
     assert samples["fortune_task_queue_wait_seconds_sum"][()] == pytest.approx(3.48)
 
 
-def test_workers_and_breakers_are_reported(db, cluster_of_three):
-    workers.record("busy", task="t", pid=12, host=cluster_of_three.host)
+def test_workers_and_breakers_are_reported(db, one_cluster):
+    workers.record("busy", task="t", pid=12, host=one_cluster.host)
     get_breaker("llm").force_open(who="bob (test)")
     samples = scrape(prometheus.exposition().decode())
     assert by_label(samples, "fortune_workers", "state") == {"busy": 1, "idle": 2}
