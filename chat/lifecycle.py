@@ -72,10 +72,12 @@ def finish_task(
 
 
 def _end_active(queryset, status: str, error: dict | None, now: datetime) -> int:
-    """End every active task in `queryset`, one conditional update per task."""
+    """End every active task in `queryset`, one conditional update per task. The update is
+    conditional on the task being active, not on the status just read, so a cancel racing a
+    worker's claim (queued -> running) still wins."""
     ended = 0
-    for task in queryset.filter(status__in=ACTIVE).only("id", "status", "submitted_at", "started_at"):
-        won = FortuneTask.objects.filter(id=task.id, status=task.status).update(
+    for task in queryset.filter(status__in=ACTIVE).only("id", "submitted_at", "started_at"):
+        won = FortuneTask.objects.filter(id=task.id, status__in=ACTIVE).update(
             status=status,
             stage=Stage.DONE,
             finished_at=now,

@@ -35,6 +35,17 @@ def test_nothing_moves_a_terminal_task(task):
     assert FortuneTask.objects.get(id=task.id).status == Status.CANCELLED
 
 
+def test_a_cancel_that_read_the_task_queued_still_wins_after_a_worker_claims_it(task, monkeypatch):
+    # The cancel reads the task while queued; a worker claims it before the cancel's update.
+    read = FortuneTask.objects.filter(id=task.id).only("id", "submitted_at", "started_at")
+    stale = list(read)
+    lifecycle.claim_task(task.id, pid=1)
+    monkeypatch.setattr("django.db.models.query.QuerySet.only", lambda qs, *fields: stale)
+    assert lifecycle.cancel_task(task.id)
+    monkeypatch.undo()
+    assert FortuneTask.objects.get(id=task.id).status == Status.CANCELLED
+
+
 def test_finishing_records_timings(task):
     claimed = lifecycle.claim_task(task.id, pid=1)
     lifecycle.finish_task(claimed, Status.SUCCEEDED, result={"degraded": True}, timings={"rag_ms": 5, "llm_ms": 7})
