@@ -53,6 +53,11 @@ def test_an_unknown_api_url_gets_404_in_json(as_alice):
     assert_json_error(as_alice.get("/api/v1/async-chat/nothing-here"), 404, "not_found")
 
 
+def test_a_disallowed_host_gets_a_json_400(as_alice):
+    response = as_alice.get("/api/v1/async-chat/tasks", HTTP_HOST="evil.example")
+    assert_json_error(response, 400, "bad_request")
+
+
 def test_a_crash_gets_a_json_500_without_a_traceback(as_alice, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("secret internals")
