@@ -22,7 +22,7 @@ from chat.serializers import (
     SubmittedSerializer,
     TaskSerializer,
 )
-from chat.submission import Question, submit_question
+from chat.submission import QUEUE_ERROR, Question, submit_question
 from fortune_project.errors import Conflict, ServiceUnavailable
 
 
@@ -86,8 +86,9 @@ class TaskListView(generics.ListAPIView):
             idempotency_key=key,
         )
         if created:
-            task.refresh_from_db(fields=["status", "error"])
-            if task.status == Status.FAILED:
+            # Only the enqueue failure counts here: a fast worker may already have moved the task.
+            task.refresh_from_db(fields=["error"])
+            if task.error == QUEUE_ERROR:
                 raise ServiceUnavailable("The task queue is unavailable; try again shortly.", "queue_unavailable")
         body = SubmittedSerializer(task, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED)

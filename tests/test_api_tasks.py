@@ -26,6 +26,17 @@ def test_it_accepts_a_question_with_202(as_alice, poem):
     assert body["links"]["websocket"] == f"/ws/async-chat/tasks/{body['id']}/"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_queued_even_when_a_fast_worker_has_already_failed_the_task(as_alice, poem, monkeypatch):
+    def fast_failing_worker(task):
+        FortuneTask.objects.filter(id=task.id).update(status=Status.FAILED, error={"code": "x", "message": "y"})
+
+    monkeypatch.setattr("chat.submission.enqueue", fast_failing_worker)
+    response = submit(as_alice)
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+
+
 def test_it_records_the_question_in_a_new_conversation(as_alice, alice, poem):
     body = submit(as_alice).json()
     message = Message.objects.get(conversation_id=body["conversation"])
