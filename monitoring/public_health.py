@@ -9,6 +9,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fortune_project.errors import RETRY_AFTER_503
 from monitoring.breakers import breaker_states
 
 
@@ -70,4 +71,6 @@ class PublicHealthView(APIView):
 
     def get(self, request):
         body = health_snapshot()
-        return Response(body, status=503 if body["status"] == "down" else 200)
+        if body["status"] != "down":
+            return Response(body)
+        return Response(body, status=503, headers={"Retry-After": RETRY_AFTER_503})

@@ -22,3 +22,4 @@ def test_it_answers_503_down_when_the_database_fails(db, monkeypatch):
     response = APIClient().get(URL)
     assert response.status_code == 503
     assert response.json()["status"] == "down"
+    assert int(response["Retry-After"]) > 0
