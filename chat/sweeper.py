@@ -34,4 +34,6 @@ def sweep_forever(interval: float, should_stop: Callable[[], bool] = lambda: Fal
             sweep_once()
         except DatabaseError as exc:  # a locked or restarting database: try again next pass
             log.warning("sweep failed: %s", exc)
+        except Exception:  # the cache or anything else: the guarantee must outlive one bad pass
+            log.exception("sweep failed")
         time.sleep(interval)
