@@ -5,7 +5,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from chat.models import ACTIVE, FortuneTask, Stage, Status
@@ -109,14 +109,16 @@ def expire_task(task_id: str, now: datetime | None = None) -> bool:
     return bool(_end_active(overdue, Status.TIMED_OUT, DEADLINE_ERROR, now))
 
 
-def expire_overdue(now: datetime | None = None) -> int:
-    """End every task still active past its deadline plus grace: its worker hung, died or was
-    killed without a trace (shared/NOTES.md: Django-Q2's guard can leave no Failure row)."""
+def expire_overdue(now: datetime | None = None, tasks: QuerySet[FortuneTask] | None = None) -> int:
+    """End every task (of `tasks`, default all) still active past its deadline plus grace: its
+    worker hung, died or was killed without a trace (shared/NOTES.md: Django-Q2's guard can
+    leave no Failure row)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.TASK_GRACE)
-    ended = _end_active(FortuneTask.objects.filter(deadline__lt=cutoff), Status.TIMED_OUT, DEADLINE_ERROR, now)
+    tasks = FortuneTask.objects.all() if tasks is None else tasks
+    ended = _end_active(tasks.filter(deadline__lt=cutoff), Status.TIMED_OUT, DEADLINE_ERROR, now)
     if ended:
-        log.warning("sweeper ended %d overdue task(s)", ended)
+        log.warning("ended %d overdue task(s)", ended)
     return ended
 
 

@@ -66,6 +66,7 @@ class TaskListView(generics.ListAPIView):
 
     def get_queryset(self):
         tasks = FortuneTask.objects.filter(user=self.request.user)
+        lifecycle.expire_overdue(tasks=tasks)  # as in _own_task: no list shows a task stuck past its deadline
         wanted = self.request.query_params.get("status")
         if wanted:
             if wanted not in Status.values:

@@ -183,6 +183,13 @@ def test_reading_a_task_stuck_past_its_deadline_ends_it(as_alice, poem, settings
     assert body["error"]["code"] == "deadline_exceeded"
 
 
+def test_listing_ends_tasks_stuck_past_their_deadline(as_alice, poem, settings):
+    task_id = submit(as_alice).json()["id"]
+    FortuneTask.objects.filter(id=task_id).update(deadline=timezone.now() - timedelta(seconds=settings.TASK_GRACE + 1))
+    assert as_alice.get(URL, {"status": "queued"}).json()["count"] == 0
+    assert as_alice.get(URL).json()["results"][0]["status"] == "timed_out"
+
+
 def test_it_throttles_with_429_and_retry_after(as_alice, poem, monkeypatch):
     monkeypatch.setattr(SubmitThrottle, "rate", "2/min", raising=False)
     assert submit(as_alice).status_code == 202
