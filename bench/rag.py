@@ -102,7 +102,7 @@ def index_with_timing(poems: list) -> tuple[float, float, int]:
 
     docs = [d for p in poems for d in index.documents(p)]
     started = time.perf_counter()
-    vectors = embeddings.embed([d.embed_text for d in docs])
+    vectors = embeddings.embed([d.embed_text for d in docs], timeout=settings.RAG_INDEX_TIMEOUT * 10)
     embedded = time.perf_counter() - started
     for start in range(0, len(docs), 1000):
         chunk = slice(start, start + 1000)
@@ -142,7 +142,7 @@ def measure(poems: list, runs: int, rng: random.Random) -> dict[str, list[float]
     from rag.retrieval import retrieve
 
     cases = [(rng.choice(QUESTIONS), rng.choice(poems)) for _ in range(runs + 1)]
-    vectors = {q: embeddings.embed_one(q) for q in QUESTIONS}
+    vectors = {q: embeddings.embed_one(q, timeout=30) for q in QUESTIONS}
     bare = _bare_collection(index.collection_name())
     it = itertools.cycle(cases)
 
@@ -162,7 +162,7 @@ def measure(poems: list, runs: int, rng: random.Random) -> dict[str, list[float]
         )
 
     def embed_question():
-        embeddings.embed_one(next(it)[0] + " ")
+        embeddings.embed_one(next(it)[0] + " ", timeout=30)
 
     return {
         "retrieve": timed(ours, runs),

@@ -16,6 +16,8 @@ from typing import Protocol
 
 from django.conf import settings
 
+from monitoring.timeouts import StageTimeout, call_with_timeout
+
 BATCH_SIZE = 32
 # all-MiniLM-L6-v2 was trained on 256 tokens (sentence_bert_config.json); the packaged
 # tokenizer.json pads and truncates to a fixed 128, which would waste time and cut text.
@@ -29,7 +31,7 @@ class EmbeddingError(Exception):
 class Embedder(Protocol):
     model_id: str
 
-    def embed(self, texts: Sequence[str], timeout: float | None = None) -> list[list[float]]: ...
+    def embed(self, texts: Sequence[str], timeout: float) -> list[list[float]]: ...
 
 
 def onnx_model_files() -> tuple[Path, Path]:
@@ -72,8 +74,8 @@ class OnnxEmbedder:
         session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         self._tokenizer, self._session = tokenizer, session
 
-    def embed(self, texts: Sequence[str], timeout: float | None = None) -> list[list[float]]:
-        """Local CPU work that cannot hang on the network, so `timeout` is not needed here."""
+    def embed(self, texts: Sequence[str], timeout: float) -> list[list[float]]:
+        """Local CPU work: `embed()` below bounds it from outside, so `timeout` is unused here."""
         if self._session is None:
             self._load()
         # Batches of similar lengths pad less: sort, embed, then restore the caller's order.
@@ -111,7 +113,7 @@ class OpenAIEmbedder:
         self.model_id = f"openai-{model}"
         self._client = None
 
-    def embed(self, texts: Sequence[str], timeout: float | None = None) -> list[list[float]]:
+    def embed(self, texts: Sequence[str], timeout: float) -> list[list[float]]:
         import numpy as np
         import openai
 
@@ -122,11 +124,11 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
             try:
-                response = self._client.embeddings.create(model=self.model, input=batch, timeout=timeout or 30)
-            except openai.OpenAIError as exc:
+                response = self._client.embeddings.create(model=self.model, input=batch, timeout=timeout)
+                rows = sorted(response.data, key=lambda d: d.index)
+                vectors += normalise(np.array([r.embedding for r in rows], dtype=np.float32)).tolist()
+            except Exception as exc:  # HTTP errors and malformed replies alike: callers fall back
                 raise EmbeddingError(f"embeddings endpoint failed: {exc}") from exc
-            rows = sorted(response.data, key=lambda d: d.index)
-            vectors += normalise(np.array([r.embedding for r in rows], dtype=np.float32)).tolist()
         return vectors
 
 
@@ -176,13 +178,17 @@ def get_embedder() -> Embedder:
     return slot.embedder
 
 
-def embed(texts: Sequence[str], timeout: float | None = None) -> list[list[float]]:
+def embed(texts: Sequence[str], timeout: float) -> list[list[float]]:
+    """Vectors for `texts`, or EmbeddingError once `timeout` seconds pass (loading included)."""
     if not texts:
         return []
-    return get_embedder().embed(texts, timeout)
+    try:
+        return call_with_timeout("embeddings", timeout, lambda: get_embedder().embed(texts, timeout))
+    except StageTimeout as exc:
+        raise EmbeddingError(str(exc)) from exc
 
 
-def embed_one(text: str, timeout: float | None = None) -> list[float]:
+def embed_one(text: str, timeout: float) -> list[float]:
     return embed([text], timeout)[0]
 
 

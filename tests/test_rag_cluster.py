@@ -23,7 +23,7 @@ import django
 django.setup()
 import chat.pipeline, chromadb, onnxruntime, rag.chroma_client, rag.index, rag.retrieval, rag.views
 from rag import embeddings
-embeddings.embed(["warm the model up in the parent"])
+embeddings.embed(["warm the model up in the parent"], timeout=30)
 from django.core.management import call_command
 call_command("qcluster")
 """

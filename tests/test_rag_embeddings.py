@@ -18,7 +18,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 def test_it_embeds_texts_as_unit_vectors_of_384_dimensions():
-    vectors = embeddings.embed(["A lantern burns on the pier.", "Will I pass my exam?"])
+    vectors = embeddings.embed(["A lantern burns on the pier.", "Will I pass my exam?"], timeout=30)
     assert [len(v) for v in vectors] == [384, 384]
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
@@ -26,7 +26,7 @@ def test_it_embeds_texts_as_unit_vectors_of_384_dimensions():
 def test_it_matches_the_published_model_on_a_known_pair():
     # all-MiniLM-L6-v2 scores this pair about 0.75; int8 weights stay within a few hundredths.
     food, bread, movie = embeddings.embed(
-        ["A man is eating food.", "A man is eating a piece of bread.", "The new movie is awesome"]
+        ["A man is eating food.", "A man is eating a piece of bread.", "The new movie is awesome"], timeout=30
     )
     assert cosine(food, bread) == pytest.approx(0.75, abs=0.04)
     assert cosine(food, movie) < 0.1
@@ -35,21 +35,21 @@ def test_it_matches_the_published_model_on_a_known_pair():
 def test_it_keeps_the_callers_order_across_batches_of_mixed_lengths():
     texts = [f"sentence {i} " + "word " * (i % 7) * 5 for i in range(70)]
     embedder = OnnxEmbedder(batch_size=8)
-    batched = embedder.embed(texts)
-    alone = [embedder.embed([t])[0] for t in texts[:10]]
+    batched = embedder.embed(texts, timeout=30)
+    alone = [embedder.embed([t], timeout=30)[0] for t in texts[:10]]
     assert np.allclose(batched[:10], alone, atol=1e-4)
 
 
 def test_it_reads_long_texts_up_to_256_tokens():
     head = "My question is about my career and my job at the office. "
-    short, long = embeddings.embed([head, head + "filler words " * 100 + "and also about my marriage."])
+    short, long = embeddings.embed([head, head + "filler words " * 100 + "and also about my marriage."], timeout=30)
     assert cosine(short, long) < 0.99  # the tail beyond 128 tokens still counts
 
 
 def test_a_missing_model_file_is_an_embedding_error(monkeypatch, tmp_path):
     monkeypatch.setattr(embeddings, "onnx_model_files", lambda: (tmp_path / "model.onnx", tmp_path / "tok.json"))
     with pytest.raises(EmbeddingError, match="cannot load"):
-        OnnxEmbedder().embed(["x"])
+        OnnxEmbedder().embed(["x"], timeout=30)
 
 
 def test_it_keeps_one_model_per_process_and_opens_a_new_one_after_a_fork(monkeypatch):
@@ -88,13 +88,16 @@ def test_the_model_id_names_the_backend_and_model(settings):
 
 class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
     delay = 0.0
+    data: list | None = None  # replaces the rows of the reply when set
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         time.sleep(self.delay)
         # Answer out of order, unnormalised: the client must sort by index and normalise.
-        data = [{"index": i, "embedding": [float(i + 1), 0.0, 3.0]} for i in range(len(body["input"]))]
-        payload = json.dumps({"object": "list", "data": data[::-1], "model": body["model"], "usage": {}}).encode()
+        data = [{"index": i, "embedding": [float(i + 1), 0.0, 3.0]} for i in range(len(body["input"]))][::-1]
+        if self.data is not None:
+            data = self.data
+        payload = json.dumps({"object": "list", "data": data, "model": body["model"], "usage": {}}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -113,12 +116,12 @@ def openai_endpoint(settings):
     settings.EMBEDDINGS_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
     settings.OPENAI_API_KEY = "test-key"
     yield _EmbeddingsEndpoint
-    _EmbeddingsEndpoint.delay = 0.0
+    _EmbeddingsEndpoint.delay, _EmbeddingsEndpoint.data = 0.0, None
     server.shutdown()
 
 
 def test_the_openai_backend_embeds_through_an_openai_compatible_endpoint(openai_endpoint):
-    first, second = embeddings.embed(["one", "two"])
+    first, second = embeddings.embed(["one", "two"], timeout=30)
     assert np.allclose(first, np.array([1.0, 0.0, 3.0]) / np.sqrt(10))
     assert np.allclose(second, np.array([2.0, 0.0, 3.0]) / np.sqrt(13))
 
@@ -131,14 +134,28 @@ def test_a_slow_openai_endpoint_fails_within_the_timeout(openai_endpoint):
     assert time.monotonic() - started < 3
 
 
+def test_a_malformed_openai_reply_is_an_embedding_error(openai_endpoint):
+    openai_endpoint.data = [{"index": 0, "embedding": "not a vector"}]
+    with pytest.raises(EmbeddingError):
+        embeddings.embed(["one"], timeout=5)
+
+
+def test_a_local_embedder_slower_than_the_timeout_fails_within_it(monkeypatch):
+    monkeypatch.setattr(OnnxEmbedder, "embed", lambda self, texts, timeout: time.sleep(5))
+    started = time.monotonic()
+    with pytest.raises(EmbeddingError, match="took longer"):
+        embeddings.embed(["one"], timeout=0.3)
+    assert time.monotonic() - started < 2
+
+
 FORK_AFTER_USE = """
 import multiprocessing, django
 django.setup()
 from rag import embeddings
-embeddings.embed(["the parent uses the model before forking, as a warmed-up server might"])
+embeddings.embed(["the parent uses the model before forking, as a warmed-up server might"], timeout=30)
 
 def child(queue):
-    queue.put(len(embeddings.embed(["the forked worker embeds"])[0]))
+    queue.put(len(embeddings.embed(["the forked worker embeds"], timeout=30)[0]))
 
 context = multiprocessing.get_context("fork")
 queue = context.Queue()

@@ -100,7 +100,7 @@ def test_a_fresh_reindex_drops_what_the_collection_held(chroma_store, poem):
     chroma_client.upsert(
         index.collection_name(),
         ids=["poem-999999-love"],
-        embeddings=embeddings.embed(["stray"]),
+        embeddings=embeddings.embed(["stray"], timeout=30),
         documents=["stray"],
         metadatas=[{"poem_id": 999999, "topic": "love", "temple": "x"}],
         timeout=TIMEOUT,
@@ -129,7 +129,8 @@ def child_env(store) -> dict[str, str]:
 
 UPSERT_FROM_ANOTHER_PROCESS = """
 chroma_client.upsert(
-    index.collection_name(), ids=["poem-424242-love"], embeddings=embeddings.embed(["Marry in the spring."]),
+    index.collection_name(), ids=["poem-424242-love"],
+    embeddings=embeddings.embed(["Marry in the spring."], timeout=30),
     documents=["Marry in the spring."], metadatas=[{"poem_id": 424242, "topic": "love", "temple": "elsewhere"}],
     timeout=30,
 )
@@ -139,7 +140,7 @@ chroma_client.upsert(
 @pytest.mark.slow
 def test_a_long_lived_reader_sees_what_another_process_indexed(chroma_store, poem):
     index.index_poems([poem.id])
-    vector = embeddings.embed_one("When shall I marry?")
+    vector = embeddings.embed_one("When shall I marry?", timeout=30)
     query = {"n_results": 20, "where": None, "timeout": TIMEOUT}
     assert len(chroma_client.query(index.collection_name(), vector, **query)) == 11
 
