@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from monitoring.breakers import BreakerOpen, get_breaker
+from monitoring.breakers import BreakerOpen, Ignored, get_breaker
 from monitoring.timeouts import Deadline
 from rag import chroma_client, embeddings, index
 from rag.chroma_client import ChromaBreakerOpen, ChromaUnavailable, Hit
@@ -24,7 +24,13 @@ log = logging.getLogger(__name__)
 RAG_UNAVAILABLE = "rag_unavailable"
 RAG_BREAKER_OPEN = "rag_breaker_open"
 POEM_NOT_INDEXED = "poem_not_indexed"
-_FAILURES = (ChromaUnavailable, EmbeddingError)
+
+
+class BudgetSpent(Ignored):
+    """The retrieval's time ran out between calls: nothing to blame on Chroma (Ignored)."""
+
+
+_FAILURES = (ChromaUnavailable, EmbeddingError, BudgetSpent)
 
 
 @dataclass
@@ -41,6 +47,14 @@ class _Budget:
 
     def left(self) -> float:
         return max(self.end - time.monotonic(), 0.0)
+
+    def for_call(self, name: str) -> float:
+        """The seconds the next call may take; BudgetSpent when none remain, so a call that
+        could only time out at once is not made (and not counted against its breaker)."""
+        left = self.left()
+        if left <= 0:
+            raise BudgetSpent(f"no retrieval time left for {name}")
+        return left
 
 
 def retrieve(question: str, poem: Poem, deadline: Deadline) -> Retrieval:
@@ -61,17 +75,19 @@ def retrieve(question: str, poem: Poem, deadline: Deadline) -> Retrieval:
 
 
 def _semantic(question: str, poem: Poem, budget: "_Budget") -> tuple[list[Passage] | None, list[Passage]]:
-    vector = embeddings.embed_one(question, timeout=budget.left())
+    vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
     return _own_passages(vector, poem, budget), _related_passages(vector, poem, budget)
 
 
 def search(question: str, temple: Temple | None = None, k: int = 5, timeout: float | None = None) -> list[Passage]:
     """The k passages nearest to the question, across poems (of one temple if given).
-    Raises ChromaUnavailable or EmbeddingError: free browsing has no poem to fall back on."""
-    budget = _Budget(timeout or settings.RAG_SEARCH_TIMEOUT)
-    vector = embeddings.embed_one(question, timeout=budget.left())
+    Raises ChromaUnavailable, EmbeddingError or BudgetSpent: free browsing has no poem to fall back on."""
+    budget = _Budget(settings.RAG_SEARCH_TIMEOUT if timeout is None else timeout)
+    vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
     where = {"temple": temple.slug} if temple else None
-    hits = chroma_client.query(index.collection_name(), vector, n_results=k, where=where, timeout=budget.left())
+    hits = chroma_client.query(
+        index.collection_name(), vector, n_results=k, where=where, timeout=budget.for_call("chromadb.query")
+    )
     return _current(hits)
 
 
@@ -87,7 +103,7 @@ def _own_passages(vector: list[float], poem: Poem, budget: _Budget) -> list[Pass
         vector,
         n_results=len(TOPICS) + 2,
         where={"poem_id": poem.id},
-        timeout=budget.left(),
+        timeout=budget.for_call("chromadb.query"),
     )
     ranked = [to_passage(h) for h in hits]
     current = {p.topic: p.text for p in poem_passages(poem)}
@@ -99,7 +115,11 @@ def _related_passages(vector: list[float], poem: Poem, budget: _Budget) -> list[
         return []
     where = {"$and": [{"temple": poem.temple.slug}, {"poem_id": {"$ne": poem.id}}]}
     hits = chroma_client.query(
-        index.collection_name(), vector, n_results=settings.RAG_RELATED_K, where=where, timeout=budget.left()
+        index.collection_name(),
+        vector,
+        n_results=settings.RAG_RELATED_K,
+        where=where,
+        timeout=budget.for_call("chromadb.query"),
     )
     return _current(hits)
 
@@ -114,7 +134,7 @@ def _current(hits: list[Hit]) -> list[Passage]:
 
 
 def search_or_unavailable(question: str, temple: Temple | None, k: int) -> list[Passage] | None:
-    """`search`, or None when Chroma or the embedding backend failed (logged)."""
+    """`search`, or None when Chroma or the embedding backend failed or was too slow (logged)."""
     try:
         return search(question, temple, k)
     except _FAILURES as exc:

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from monitoring.breakers import get_breaker
 from monitoring.timeouts import Deadline, DeadlineExceeded
 from rag import chroma_client, embeddings, index
 from rag.chroma_client import ChromaUnavailable
@@ -107,7 +108,7 @@ def test_it_falls_back_to_the_poems_text_when_there_is_no_index(chroma_store, po
 
 
 def test_it_falls_back_to_the_poems_text_when_the_embedding_model_fails(chroma_store, poem, monkeypatch):
-    def broken(texts, timeout=None):
+    def broken(texts, timeout):
         raise EmbeddingError("cannot load the ONNX embedding model")
 
     monkeypatch.setattr(embeddings, "embed", broken)
@@ -146,6 +147,25 @@ def test_related_passages_the_database_no_longer_holds_are_left_out(chroma_store
 def test_a_passed_deadline_starts_no_retrieval(chroma_store, poem):
     with pytest.raises(DeadlineExceeded):
         retrieve("Will my career take off?", poem, deadline(-1))
+
+
+def test_an_embedding_that_spends_the_whole_budget_makes_no_chroma_call_and_blames_no_breaker(
+    chroma_store, poem, settings, monkeypatch
+):
+    settings.RAG_TIMEOUT = 0.2
+    queries = []
+
+    def slow_embed(texts, timeout):
+        time.sleep(0.3)
+        return [[0.0] * 384 for _ in texts]
+
+    monkeypatch.setattr(embeddings, "embed", slow_embed)
+    monkeypatch.setattr(chroma_client, "query", lambda *args, **kwargs: queries.append(args))
+    for _ in range(3):
+        result = retrieve("Will my career take off?", poem, deadline())
+        assert result.degraded_reasons == ["rag_unavailable"]
+    assert queries == []
+    assert (get_breaker("rag").state(), get_breaker("chromadb").state()) == ("closed", "closed")
 
 
 # --- Against a real `chroma run` server -------------------------------------------------------
