@@ -13,6 +13,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
 log = logging.getLogger(__name__)
 RESTART_PAUSE = 2.0
 STOP_TIMEOUT = 20.0
@@ -27,7 +29,9 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        self.popen = subprocess.Popen(self.args, start_new_session=True)
+        # From the project's root, whatever directory `serve` was started in: daphne imports
+        # fortune_project from there.
+        self.popen = subprocess.Popen(self.args, start_new_session=True, cwd=settings.BASE_DIR)
         self.started_at = time.monotonic()
         log.info("started %s (pid %s)", self.name, self.popen.pid)
 
@@ -47,7 +51,7 @@ class Child:
 
 
 def manage_py(*args: str) -> list[str]:
-    return [sys.executable, "manage.py", *args]
+    return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
 
 
 def children(host: str, port: int) -> list[Child]:

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.slow
 MAKE_USER = "from django.contrib.auth.models import User; User.objects.create_user('alice', password='alice-pw')"
 
 
-def test_serve_answers_a_question_end_to_end_and_stops_on_sigterm(tmp_path):
+def test_serve_started_from_another_directory_answers_a_question_and_stops_on_sigterm(tmp_path):
     port = free_port()
     env = base_env(tmp_path)
-    server = manage(["serve", "--port", str(port)], env, tmp_path / "serve.log")
+    server = manage(["serve", "--port", str(port)], env, tmp_path / "serve.log", cwd=tmp_path)
     try:
         wait_until(lambda: port_open(port), 90, what=f"the web server\n{server.log_path}")
         assert run_manage(["shell", "-c", MAKE_USER], env).returncode == 0

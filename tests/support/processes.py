@@ -38,11 +38,11 @@ def port_open(port: int) -> bool:
 
 
 class Process:
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT):
         self.log_path = log_path
         self._log = open(log_path, "wb")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     @property
@@ -72,8 +72,8 @@ class Process:
             pass
 
 
-def manage(args: list[str], env: dict[str, str], log_path: Path) -> Process:
-    return Process([sys.executable, "manage.py", *args], env, log_path)
+def manage(args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> Process:
+    return Process([sys.executable, str(ROOT / "manage.py"), *args], env, log_path, cwd)
 
 
 def run_manage(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
