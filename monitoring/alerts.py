@@ -80,7 +80,7 @@ def _breaker_alert(b: dict, facts: Facts) -> Alert | None:
     # A failed probe re-opens it with a fresh opened_at: the first-seen time keeps the streak.
     began = min(t for t in (opened, facts.first_seen.get(f"breaker_open:{name}"), facts.now) if t)
     open_for = (facts.now - began).total_seconds()
-    critical = open_for > 2 * float(b["recovery_timeout"])
+    critical = open_for > 2 * b["recovery_timeout"] / 1000  # reported in ms, like every API duration
     return Alert(
         "breaker_open",
         CRITICAL if critical else WARNING,

@@ -10,6 +10,7 @@ from django_q.status import Stat
 from chat.models import Conversation, FortuneTask
 from monitoring import alerts
 from monitoring.alerts import Facts
+from monitoring.breakers import all_snapshots, get_breaker
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -20,7 +21,8 @@ def iso(moment: datetime) -> str:
 
 def breaker(name: str = "llm", state: str = "closed", opened_ago: float | None = None, **extra) -> dict:
     opened = iso(NOW - timedelta(seconds=opened_ago)) if opened_ago is not None else None
-    return {"name": name, "state": state, "recovery_timeout": 60.0, "opened_at": opened, **extra}
+    # As breaker snapshots report it: recovery_timeout in ms.
+    return {"name": name, "state": state, "recovery_timeout": 60_000, "opened_at": opened, **extra}
 
 
 def healthy(**changes) -> Facts:
@@ -43,6 +45,17 @@ def test_an_open_breaker_is_a_warning():
 
 def test_a_breaker_open_past_twice_its_recovery_timeout_is_critical():
     assert codes(healthy(breakers=[breaker("llm", "open", opened_ago=121)])) == {"breaker_open:llm": "critical"}
+
+
+def test_a_real_breaker_open_past_twice_its_recovery_timeout_is_critical(db):
+    llm = get_breaker("llm")  # recovery 60 s
+    llm.clock = lambda: NOW.timestamp() - 121
+    for _ in range(llm.config.failure_threshold):
+        with pytest.raises(ConnectionError), llm.guard():
+            raise ConnectionError("llm down")
+    snapshot = next(b for b in all_snapshots() if b["name"] == "llm")
+    assert snapshot["state"] == "open"
+    assert codes(healthy(breakers=[snapshot])) == {"breaker_open:llm": "critical"}
 
 
 def test_a_breaker_that_keeps_failing_its_probes_turns_critical_from_when_it_was_first_seen():
