@@ -29,24 +29,26 @@ def run_fortune_task(task_id: str) -> str:
     task = lifecycle.claim_task(task_id, os.getpid())
     if task is None:
         return "skipped"
+    timings: dict[str, int] = {}  # each stage's time as it ends, kept whichever way the task ends
     try:
-        return _run(task)
+        return _run(task, timings)
     except _Stopped:
         return "stopped"
     except DeadlineExceeded:
-        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR)
+        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR, timings=timings)
         return Status.TIMED_OUT
     except NoPoems as exc:
-        lifecycle.finish_task(task, Status.FAILED, error={"code": "no_poems", "message": str(exc)})
+        error = {"code": "no_poems", "message": str(exc)}
+        lifecycle.finish_task(task, Status.FAILED, error=error, timings=timings)
         return Status.FAILED
     except Exception:
         log.exception("task %s crashed", task_id)
         error = {"code": "internal_error", "message": "The reading could not be prepared."}
-        lifecycle.finish_task(task, Status.FAILED, error=error)
+        lifecycle.finish_task(task, Status.FAILED, error=error, timings=timings)
         return Status.FAILED
     except BaseException:
         # Django-Q2's own timeout (a SystemExit): record it before the worker is replaced.
-        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR)
+        lifecycle.finish_task(task, Status.TIMED_OUT, error=lifecycle.DEADLINE_ERROR, timings=timings)
         raise
 
 
@@ -55,13 +57,13 @@ def _stage(task: FortuneTask, stage: str) -> None:
         raise _Stopped
 
 
-def _run(task: FortuneTask) -> str:
+def _run(task: FortuneTask, timings: dict[str, int]) -> str:
     deadline = Deadline(task.deadline)
     poem = task.poem or draw_poem(task.temple)
 
     started = time.monotonic()
     retrieval = retrieve(task.question, poem, deadline)
-    rag_ms = int((time.monotonic() - started) * 1000)
+    timings["rag_ms"] = int((time.monotonic() - started) * 1000)
 
     _stage(task, Stage.INTERPRETING)
     started = time.monotonic()
@@ -75,7 +77,7 @@ def _run(task: FortuneTask) -> str:
         conversation=task.conversation_id,
         task_id=task.id,
     )
-    llm_ms = int((time.monotonic() - started) * 1000)
+    timings["llm_ms"] = int((time.monotonic() - started) * 1000)
 
     _stage(task, Stage.SAVING)
     reasons = retrieval.degraded_reasons + reading.degraded_reasons
@@ -88,9 +90,7 @@ def _run(task: FortuneTask) -> str:
         "passages": [p.as_dict() for p in retrieval.passages],
     }
     with transaction.atomic():
-        if not lifecycle.finish_task(
-            task, Status.SUCCEEDED, result=result, timings={"rag_ms": rag_ms, "llm_ms": llm_ms}
-        ):
+        if not lifecycle.finish_task(task, Status.SUCCEEDED, result=result, timings=timings):
             raise _Stopped
         Message.objects.create(conversation=task.conversation, role="assistant", content=reading.text, task=task)
     return Status.SUCCEEDED

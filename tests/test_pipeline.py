@@ -107,3 +107,14 @@ def test_djangoq_timeout_marks_the_task_timed_out_and_propagates(ask, monkeypatc
     with pytest.raises(TimeoutException):
         run_fortune_task(str(task.id))
     assert FortuneTask.objects.get(id=task.id).status == Status.TIMED_OUT
+
+
+def test_a_task_that_fails_while_interpreting_keeps_its_retrieval_time(ask, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("internal detail")
+
+    monkeypatch.setattr("chat.pipeline.interpret", broken)
+    task = ask()
+    assert run_fortune_task(str(task.id)) == Status.FAILED
+    timings = FortuneTask.objects.get(id=task.id).timings
+    assert timings["rag_ms"] is not None and timings["llm_ms"] is None
