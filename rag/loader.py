@@ -8,11 +8,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
+from django.db import DatabaseError, transaction
 
 from rag.models import LANGUAGES, TOPICS, Poem, Temple
 
 REQUIRED = ("temple", "number", "title", "rank", "verse", "meaning")
+MAX_NUMBER = 2_147_483_647  # PositiveIntegerField's range on every database
 _LANGS = {code for code, _ in LANGUAGES}
 
 
@@ -37,12 +40,7 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
         for row in reader:
             yield reader.line_num, _from_csv(row)
     elif text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield e.lineno, f"invalid JSON: {e.msg}"
-            return
-        yield from enumerate(items, start=1)  # for a JSON array, "line" is the item's position
+        yield from _array_items(text)
     else:
         for line_no, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -51,6 +49,34 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict | str]]:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as e:
                 yield line_no, f"invalid JSON: {e.msg}"
+
+
+def _array_items(text: str) -> Iterator[tuple[int, dict | str]]:
+    """A JSON array's items, each with the line it starts on; a syntax error ends the file."""
+    decoder = json.JSONDecoder()
+    at = text.index("[") + 1
+    while True:
+        at = _skip_space(text, at)
+        if text.startswith("]", at):
+            return
+        try:
+            item, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as e:
+            yield e.lineno, f"invalid JSON: {e.msg}"
+            return
+        yield text.count("\n", 0, at) + 1, item
+        at = _skip_space(text, end)
+        if text.startswith(",", at):
+            at += 1
+        elif not text.startswith("]", at):
+            yield text.count("\n", 0, at) + 1, "invalid JSON: expected ',' or ']'"
+            return
+
+
+def _skip_space(text: str, at: int) -> int:
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    return at
 
 
 def _from_csv(row: dict) -> dict:
@@ -68,11 +94,12 @@ def clean_row(row: object) -> dict:
         number = int(row["number"])
     except (TypeError, ValueError):
         raise BadRow(f"number {row['number']!r} is not a whole number") from None
-    if number < 1:
-        raise BadRow("number must be positive")
+    if not 1 <= number <= MAX_NUMBER:
+        raise BadRow(f"number must be between 1 and {MAX_NUMBER}")
     language = row.get("language") or "en"
     if language not in _LANGS:
         raise BadRow(f"language {language!r} is not one of {', '.join(sorted(_LANGS))}")
+    _check_lengths(row)
     advice = row.get("advice") or {}
     if not isinstance(advice, dict):
         raise BadRow("advice must be an object of topic: text")
@@ -92,6 +119,23 @@ def clean_row(row: object) -> dict:
             "advice": {t: str(v).strip() for t, v in advice.items() if str(v).strip()},
         },
     }
+
+
+def _check_lengths(row: dict) -> None:
+    """What the database would refuse (PostgreSQL enforces lengths), said per row instead."""
+    try:
+        validate_slug(str(row["temple"]).strip())
+    except ValidationError:
+        raise BadRow(f"temple {row['temple']!r} is not a slug (letters, digits, - and _)") from None
+    limits = {
+        "temple": Temple._meta.get_field("slug").max_length,
+        "temple_name": Temple._meta.get_field("name").max_length,
+        "title": Poem._meta.get_field("title").max_length,
+        "rank": Poem._meta.get_field("rank").max_length,
+    }
+    for key, limit in limits.items():
+        if len(str(row.get(key) or "").strip()) > limit:
+            raise BadRow(f"{key} is longer than {limit} characters")
 
 
 def _save(clean: dict, report: LoadReport) -> None:
@@ -126,6 +170,8 @@ def load_poems(path: Path, progress: Callable[[int], None] | None = None) -> Loa
                 _save(clean, report)
         except BadRow as e:
             report.errors.append((line, str(e)))
+        except (DatabaseError, ValueError) as e:  # e.g. a NUL character PostgreSQL refuses
+            report.errors.append((line, f"the database refused it: {e}"))
         if progress:
             progress(count)
     return report

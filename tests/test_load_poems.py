@@ -93,6 +93,63 @@ def test_bad_rows_are_reported_by_line_and_good_rows_still_load(db, tmp_path, ca
     assert "5 bad row(s)" in result.out
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"title": "t" * 201},
+        {"rank": "r" * 65},
+        {"temple": "c" * 65},
+        {"temple": "cloud peak!"},
+        {"temple_name": "n" * 201},
+        {"number": 2**31},
+    ],
+)
+def test_rows_the_database_would_refuse_are_reported_before_saving(db, tmp_path, capsys, bad):
+    path = tmp_path / "poems.jsonl"
+    path.write_text(json.dumps(ROW | {"number": 12} | bad) + "\n" + json.dumps(ROW) + "\n")
+    result = load(path, capsys)
+    assert "poems.jsonl:1: skipped" in result.err
+    assert Poem.objects.get().number == 7
+
+
+def test_a_row_the_database_refuses_anyway_is_reported_and_the_rest_load(db, tmp_path, capsys, monkeypatch):
+    from django.db import DataError
+
+    from rag import loader
+
+    save = loader._save
+
+    def refuse_the_first(clean, report):
+        if clean["number"] == 12:
+            raise DataError("value too long for type character varying(64)")
+        save(clean, report)
+
+    monkeypatch.setattr(loader, "_save", refuse_the_first)
+    path = tmp_path / "poems.jsonl"
+    path.write_text(json.dumps(ROW | {"number": 12}) + "\n" + json.dumps(ROW) + "\n")
+    result = load(path, capsys)
+    assert "poems.jsonl:1: skipped: the database refused it" in result.err
+    assert Poem.objects.get().number == 7
+
+
+def test_bad_items_of_a_json_array_are_reported_by_the_line_they_start_on(db, tmp_path, capsys):
+    path = tmp_path / "poems.json"
+    path.write_text(json.dumps([ROW, ROW | {"number": "seven"}, ROW | {"number": 8}], indent=2))
+    result = load(path, capsys)
+    starts = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if line == "  {"]
+    second = starts[1]
+    assert f"poems.json:{second}: skipped" in result.err
+    assert Poem.objects.count() == 2
+
+
+def test_a_json_array_cut_short_is_reported_where_it_breaks(db, tmp_path, capsys):
+    path = tmp_path / "poems.json"
+    path.write_text("[\n" + json.dumps(ROW) + ",\n" + json.dumps(ROW | {"number": 8})[:40])
+    result = load(path, capsys)
+    assert "poems.json:3: skipped: invalid JSON" in result.err
+    assert Poem.objects.count() == 1
+
+
 def test_a_missing_file_is_a_clear_error(db):
     done = subprocess.run(
         [sys.executable, "manage.py", "load_poems", "/nonexistent.jsonl"], cwd=ROOT, capture_output=True, text=True
