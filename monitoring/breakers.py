@@ -56,7 +56,7 @@ T = TypeVar("T")
 NAMES = ("rag", "llm", "chromadb")  # the contract's breakers; settings.BREAKERS is authoritative
 CLAIM_TTL = 5  # seconds a dead claim holder blocks transitions (the database cache rounds to seconds)
 SLOT_TTL = 24 * 3600  # failure slots: garbage collection only
-SLOT_SCAN = 16  # failure slots looked at past the `last` hint in one read
+SLOT_SCAN = 16  # failure slots read at once past the `last` hint
 LEASE_TTL = 3600  # a process's failure-rate slot, renewed at half-life
 RATE_SLOTS = 64  # processes that can share a failure-rate window exactly
 MANUAL_WAIT = CLAIM_TTL + 2  # how long an operator action retries against concurrent transitions
@@ -442,10 +442,18 @@ class Breaker:
         return streak or "0"
 
     def _streak_length(self, streak: str) -> int:
-        """Slots filled: from the `last` hint (set after each claim, maybe a little behind) onwards."""
-        known = self.cache.get(self._key("fail", streak, "last")) or 0
-        ahead = self.cache.get_many([self._key("fail", streak, n) for n in range(known + 1, known + 1 + SLOT_SCAN)])
-        return known + len(ahead)
+        """Slots filled: from the `last` hint onwards, SLOT_SCAN slots per read until one finds none.
+
+        The hint is whatever claimer wrote it last, so under a storm it may lag far behind (a
+        slow claimer of slot 4 writing after the claimer of slot 30): one read is not enough.
+        """
+        length = self.cache.get(self._key("fail", streak, "last")) or 0
+        while True:
+            keys = [self._key("fail", streak, n) for n in range(length + 1, length + 1 + SLOT_SCAN)]
+            found = len(self.cache.get_many(keys))
+            if not found:
+                return length
+            length += found
 
     def _add_failure(self) -> int:
         """Claim the next free failure slot of the current streak; its number is the count."""

@@ -121,6 +121,18 @@ def test_it_opens_after_the_threshold_of_consecutive_failures():
     assert event.reason.startswith("3 consecutive failures; last: ConnectionError")
 
 
+def test_failures_are_all_counted_when_the_last_claimer_hint_lags_far_behind(settings):
+    breaker = configure(settings, failure_threshold=100)
+    fail(breaker, 30)
+    # Under a storm the hint is written by whichever claimer is slowest, e.g. slot 4's.
+    streak = breaker.cache.get(breaker._key("streak"))
+    breaker.cache.set(breaker._key("fail", streak, "last"), 4)
+
+    assert breaker.snapshot()["failures"] == 30
+    fail(breaker)
+    assert breaker.snapshot()["failures"] == 31
+
+
 def test_a_success_starts_the_count_again():
     breaker = get_breaker("svc")
 
