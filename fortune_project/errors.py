@@ -78,6 +78,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response.data = error_body(code, message, details)
     if isinstance(exc, ServiceUnavailable):
         response["Retry-After"] = str(exc.retry_after)
+    elif isinstance(exc, exceptions.Throttled) and "Retry-After" not in response:
+        response["Retry-After"] = "1"  # DRF omits it when the throttle cannot say (contract: always)
     return response
 
 
@@ -115,6 +117,7 @@ class ApiErrorMiddleware:
     def _reshape(response: HttpResponse) -> HttpResponse:
         codes = {
             400: ("bad_request", "The request could not be understood."),
+            401: ("not_authenticated", "Authentication credentials were not provided."),
             403: ("forbidden", "You may not do that."),
             404: ("not_found", "No such resource."),
             405: ("method_not_allowed", "That method is not allowed here."),

@@ -221,7 +221,12 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"submit": SUBMIT_RATE},
 }
-SPECTACULAR_SETTINGS = {"TITLE": "Fortune Desk API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Fortune Desk API",
+    "VERSION": "1.0.0",
+    # Not a public endpoint (contract): a token or a logged-in session, as for the API itself.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+}
 
 # --- The rest -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
