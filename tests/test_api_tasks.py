@@ -200,6 +200,15 @@ def test_it_throttles_with_429_and_retry_after(as_alice, poem, monkeypatch):
     assert int(response["Retry-After"]) > 0
 
 
+def test_a_429_carries_retry_after_even_when_the_throttle_cannot_say_when(as_alice, poem, monkeypatch):
+    monkeypatch.setattr(SubmitThrottle, "rate", "1/min", raising=False)
+    monkeypatch.setattr(SubmitThrottle, "wait", lambda self: None)
+    submit(as_alice)
+    response = submit(as_alice)
+    assert response.status_code == 429
+    assert response["Retry-After"] == "1"
+
+
 def test_it_answers_503_overloaded_past_the_backlog_limit_and_writes_nothing(as_alice, poem, settings):
     settings.MAX_QUEUED_TASKS = 2
     submit(as_alice)
