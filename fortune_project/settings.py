@@ -267,5 +267,5 @@ OPS_LIVE_POLL = envfloat("OPS_LIVE_POLL", 0.5, minimum=0.1)
 OPS_FIGURES_TTL = envfloat("OPS_FIGURES_TTL", 5, minimum=0)
 # Seconds the /health/ ChromaDB check waits for a heartbeat.
 HEALTH_CHROMA_TIMEOUT = envfloat("HEALTH_CHROMA_TIMEOUT", 3, minimum=0.1)
-# When set, GET /metrics requires `Authorization: Bearer <METRICS_TOKEN>`.
+# The bearer token Prometheus sends to GET /metrics; without it only staff sessions may read it.
 METRICS_TOKEN = envstr("METRICS_TOKEN")

@@ -156,16 +156,18 @@ def exposition() -> bytes:
 
 
 def _authorized(request: HttpRequest) -> bool:
-    token = settings.METRICS_TOKEN
-    if not token:
+    """A scraper with METRICS_TOKEN, or a signed-in operator: /metrics is not public (contract)."""
+    if request.user.is_active and request.user.is_staff:
         return True
+    token = settings.METRICS_TOKEN
     given = request.headers.get("Authorization", "")
-    return constant_time_compare(given, f"Bearer {token}")
+    return bool(token) and constant_time_compare(given, f"Bearer {token}")
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not _authorized(request):
-        response = HttpResponse("metrics token required\n", status=401, content_type="text/plain")
+        message = "METRICS_TOKEN bearer token or a staff session required\n"
+        response = HttpResponse(message, status=401, content_type="text/plain")
         response["WWW-Authenticate"] = "Bearer"
         return response
     return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -45,12 +45,12 @@ def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
     return {dict(labels)[label]: value for labels, value in samples.get(name, {}).items()}
 
 
-def test_the_task_counters_match_the_database(alice, client, one_cluster):
+def test_the_task_counters_match_the_database(alice, admin_client, one_cluster):
     for status in ("succeeded", "succeeded", "failed", "timed_out", "cancelled"):
         make_task(alice, status)
     make_task(alice, "queued", total_ms=None)
     make_task(alice, "running", total_ms=None)
-    response = client.get("/metrics")
+    response = admin_client.get("/metrics")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
     samples = scrape(response.content.decode())
     finished = by_label(samples, "fortune_tasks_finished_total", "status")
@@ -97,11 +97,22 @@ def test_a_failing_section_is_counted_and_the_rest_still_scraped(db, monkeypatch
     assert "fortune_tasks_submitted_total" in samples
 
 
-def test_a_metrics_token_is_required_when_set(db, settings):
+def test_a_scraper_needs_the_metrics_token(db, settings):
     settings.METRICS_TOKEN = "s3cret"
     assert Client().get("/metrics").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret").status_code == 200
+
+
+def test_without_a_token_set_only_staff_sessions_may_read_it(db, settings, alice, bob):
+    settings.METRICS_TOKEN = ""
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+    seeker, operator = Client(), Client()
+    seeker.force_login(alice)
+    operator.force_login(bob)
+    assert seeker.get("/metrics").status_code == 401
+    assert operator.get("/metrics").status_code == 200
 
 
 # --- After a run with a real cluster --------------------------------------------------------------
