@@ -48,7 +48,8 @@ class TaskCluster(HealthCheck):
 
 @dataclasses.dataclass
 class Breakers(HealthCheck):
-    """Every circuit breaker closed (or disabled); an open one is a warning, not an outage."""
+    """Every circuit breaker closed (or disabled); an open one is a ServiceWarning, which
+    django-health-check 4.x still answers with 500 (hence READY_CHECKS for load balancers)."""
 
     def run(self) -> None:
         tripped = {name: state for name, state in breaker_states().items() if state in OPEN_STATES}
@@ -56,6 +57,7 @@ class Breakers(HealthCheck):
             raise ServiceWarning(", ".join(f"{name} {state}" for name, state in sorted(tripped.items())))
 
 
+# /health/: the whole picture, for monitoring. Any failing or warning check answers 500.
 CHECKS = [
     "health_check.checks.Database",
     "health_check.checks.Cache",
@@ -63,3 +65,6 @@ CHECKS = [
     TaskCluster,
     Breakers,
 ]
+# /health/ready/: can this node take questions? For load balancers: ChromaDB, the LLM or the
+# workers being down degrades readings or delays them, but pulling every web node would not help.
+READY_CHECKS = CHECKS[:2]

@@ -21,5 +21,6 @@ site_urlpatterns = [
     path("admin/operations/", operations, name="admin-operations"),
     path("monitoring/live/", ops_views.live_page, name="monitoring-live"),
     path("health/", ops_views.health_view, name="health-check"),
+    path("health/ready/", ops_views.ready_view, name="health-ready"),
     path("metrics", ops_views.metrics_view, name="prometheus-metrics"),
 ]

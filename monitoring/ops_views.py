@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from monitoring import alerts, dashboard, workers
-from monitoring.health_checks import CHECKS
+from monitoring.health_checks import CHECKS, READY_CHECKS
 from monitoring.prometheus import metrics_view  # noqa: F401  (re-exported for the URL conf)
 
 # Response shapes for the OpenAPI schema only (the views return plain dicts).
@@ -86,3 +86,4 @@ def live_page(request: HttpRequest) -> HttpResponse:
 
 
 health_view = HealthCheckView.as_view(checks=CHECKS)
+ready_view = HealthCheckView.as_view(checks=READY_CHECKS)
