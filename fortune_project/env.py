@@ -1,6 +1,7 @@
 """Typed readers for environment variables; a bad value stops start-up with a clear message."""
 
 import os
+import re
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -63,4 +64,15 @@ def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = envstr(name, default).strip()
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+_RATE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)s?$")
+
+
+def envrate(name: str, default: str) -> str:
+    """A DRF throttle rate such as `60/min`; DRF itself would only fail at the first request."""
+    value = envstr(name, default).strip()
+    if not _RATE.match(value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like 60/min (per s, min, hour or day)")
     return value

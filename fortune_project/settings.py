@@ -9,7 +9,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from fortune_project.env import envbool, envchoice, envfloat, envint, envlist, envstr
+from fortune_project.env import envbool, envchoice, envfloat, envint, envlist, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("FORTUNE_VAR_DIR", str(BASE_DIR / "var")))
@@ -121,7 +121,7 @@ SWEEP_INTERVAL = envfloat("SWEEP_INTERVAL", 2, minimum=0.1)
 # Backpressure: submit answers 503 overloaded past either limit.
 MAX_QUEUED_TASKS = envint("MAX_QUEUED_TASKS", 500, minimum=1)
 MAX_QUEUE_AGE = envint("MAX_QUEUE_AGE", 300, minimum=1)
-SUBMIT_RATE = envstr("SUBMIT_RATE", "60/min")
+SUBMIT_RATE = envrate("SUBMIT_RATE", "60/min")
 IDEMPOTENCY_WINDOW = envint("IDEMPOTENCY_WINDOW", 24 * 3600, minimum=1)
 
 # Django-Q2 kills a task at `timeout` (+3 s by its guard). Ours end themselves by their

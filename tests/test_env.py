@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from fortune_project.env import envbool, envchoice, envint, envlist, envstr
+from fortune_project.env import envbool, envchoice, envint, envlist, envrate, envstr
 
 
 def test_it_reads_typed_values(monkeypatch):
@@ -12,6 +12,8 @@ def test_it_reads_typed_values(monkeypatch):
     assert envbool("X_BOOL", False) is True
     assert envlist("X_LIST") == ["a", "b", "c"]
     assert envint("X_UNSET", 3) == 3
+    monkeypatch.setenv("X_RATE", "5/hour")
+    assert envrate("X_RATE", "60/min") == "5/hour"
 
 
 @pytest.mark.parametrize(
@@ -21,6 +23,9 @@ def test_it_reads_typed_values(monkeypatch):
         (lambda: envint("X", 1, minimum=1), "0"),
         (lambda: envbool("X", False), "maybe"),
         (lambda: envchoice("X", "a", ("a", "b")), "c"),
+        (lambda: envrate("X", "60/min"), "sixty"),
+        (lambda: envrate("X", "60/min"), "60/fortnight"),
+        (lambda: envrate("X", "60/min"), "0/min"),
     ],
 )
 def test_it_fails_loudly_on_a_bad_value(monkeypatch, reader, raw):
