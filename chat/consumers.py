@@ -11,7 +11,6 @@ the worker (chat/live.py) make it poll at once. Close codes: 4401 not authentica
 such task of yours (another user's task is as absent as a missing one, as in the API).
 """
 
-import asyncio
 import logging
 from datetime import timedelta
 from urllib.parse import parse_qs
@@ -100,10 +99,3 @@ class TaskConsumer(PollingConsumer):
                 await self.close()
                 return
             await self.sleep(interval)
-
-    async def sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        self.wake.clear()

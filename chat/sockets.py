@@ -47,5 +47,13 @@ class PollingConsumer(AsyncJsonWebsocketConsumer):
             log.exception("%s failed", type(self).__name__)
             await self.close(code=1011)
 
+    async def sleep(self, seconds: float) -> None:
+        """Until the next poll: `seconds`, or less when a hint arrives."""
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        self.wake.clear()
+
     async def poll_forever(self) -> None:
         raise NotImplementedError

@@ -9,7 +9,6 @@ comparison (the page ticks them itself) but a fresh snapshot goes out at least e
 RESEND_EVERY seconds. Close codes: 4403 not staff (also when not logged in).
 """
 
-import asyncio
 import json
 import logging
 import time
@@ -77,10 +76,3 @@ class MonitoringConsumer(PollingConsumer):
         except Exception:
             log.warning("monitoring snapshot failed", exc_info=True)
             return None
-
-    async def sleep(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        self.wake.clear()
