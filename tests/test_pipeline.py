@@ -84,11 +84,12 @@ def test_a_task_claimed_after_its_deadline_times_out(ask):
     assert FortuneTask.objects.get(id=task.id).status == Status.TIMED_OUT
 
 
-def test_a_crash_inside_a_stage_fails_the_task_without_leaking_details(ask, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("internal detail")
+def crash(*args, **kwargs):
+    raise RuntimeError("internal detail")
 
-    monkeypatch.setattr("chat.pipeline.retrieve", broken)
+
+def test_a_crash_inside_a_stage_fails_the_task_without_leaking_details(ask, monkeypatch):
+    monkeypatch.setattr("chat.pipeline.retrieve", crash)
     task = ask()
     assert run_fortune_task(str(task.id)) == Status.FAILED
     task.refresh_from_db()
@@ -110,10 +111,7 @@ def test_djangoq_timeout_marks_the_task_timed_out_and_propagates(ask, monkeypatc
 
 
 def test_a_task_that_fails_while_interpreting_keeps_its_retrieval_time(ask, monkeypatch):
-    def broken(*args, **kwargs):
-        raise RuntimeError("internal detail")
-
-    monkeypatch.setattr("chat.pipeline.interpret", broken)
+    monkeypatch.setattr("chat.pipeline.interpret", crash)
     task = ask()
     assert run_fortune_task(str(task.id)) == Status.FAILED
     timings = FortuneTask.objects.get(id=task.id).timings
