@@ -72,6 +72,7 @@ def setup_django(workdir: Path, chroma_url: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    call_command("createcachetable", verbosity=0)  # breaker state lives there, as in production
 
 
 def make_poems(count: int, first_number: int, rng: random.Random) -> list:
