@@ -55,6 +55,14 @@ def _array_items(text: str) -> Iterator[tuple[int, dict | str]]:
     """A JSON array's items, each with the line it starts on; a syntax error ends the file."""
     decoder = json.JSONDecoder()
     at = text.index("[") + 1
+    line, counted_to = 1, 0  # lines counted incrementally: a large file stays linear
+
+    def line_at(position: int) -> int:
+        nonlocal line, counted_to
+        line += text.count("\n", counted_to, position)
+        counted_to = position
+        return line
+
     while True:
         at = _skip_space(text, at)
         if text.startswith("]", at):
@@ -64,12 +72,12 @@ def _array_items(text: str) -> Iterator[tuple[int, dict | str]]:
         except json.JSONDecodeError as e:
             yield e.lineno, f"invalid JSON: {e.msg}"
             return
-        yield text.count("\n", 0, at) + 1, item
+        yield line_at(at), item
         at = _skip_space(text, end)
         if text.startswith(",", at):
             at += 1
         elif not text.startswith("]", at):
-            yield text.count("\n", 0, at) + 1, "invalid JSON: expected ',' or ']'"
+            yield line_at(at), "invalid JSON: expected ',' or ']'"
             return
 
 
