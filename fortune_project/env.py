@@ -67,7 +67,8 @@ def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-_RATE = re.compile(r"^[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)s?$")
+# DRF reads only the period's first letter; accept whole words so "60/ms" is not taken per minute.
+_RATE = re.compile(r"^[1-9][0-9]*/(s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?)$")
 
 
 def envrate(name: str, default: str) -> str:

@@ -26,6 +26,7 @@ def test_it_reads_typed_values(monkeypatch):
         (lambda: envrate("X", "60/min"), "sixty"),
         (lambda: envrate("X", "60/min"), "60/fortnight"),
         (lambda: envrate("X", "60/min"), "0/min"),
+        (lambda: envrate("X", "60/min"), "60/ms"),
     ],
 )
 def test_it_fails_loudly_on_a_bad_value(monkeypatch, reader, raw):
