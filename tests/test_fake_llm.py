@@ -8,7 +8,7 @@ import urllib.request
 import openai
 import pytest
 
-from chat.fake_llm_server import READING, split_words
+from monitoring.drills.fake_llm import READING, split_words
 from tests.support.fake_llm import FakeLLM
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm fixtures
@@ -88,6 +88,19 @@ def test_garbage_mode_answers_invalid_json(fake_llm):
     assert status == 200
     with pytest.raises(ValueError):
         json.loads(body)
+
+
+def test_raw_embeddings_come_back_reversed_and_scaled_and_garbage_ones_are_not_vectors(fake_llm):
+    ok = json.loads(post(fake_llm, "/embeddings", {"input": ["a", "b"]})[1])["data"]
+    fake_llm.control(embeddings_mode="raw")
+    raw = json.loads(post(fake_llm, "/embeddings", {"input": ["a", "b"]})[1])["data"]
+    assert [row["index"] for row in raw] == [1, 0]
+    assert raw[1]["embedding"] == [2 * v for v in ok[0]["embedding"]]
+    assert raw[0]["embedding"] == [3 * v for v in ok[1]["embedding"]]
+    fake_llm.control(embeddings_mode="garbage")
+    status, body = post(fake_llm, "/embeddings", {"input": ["a"]})
+    assert status == 200
+    assert json.loads(body)["data"][0]["embedding"] == "not a vector"
 
 
 def test_hang_mode_never_answers(fake_llm):

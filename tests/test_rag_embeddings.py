@@ -1,13 +1,13 @@
-import json
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
+from monitoring.drills.fake_llm import embedding as unit_vector
+from monitoring.drills.fake_llm import make_server
 from rag import embeddings
 from rag.embeddings import EmbeddingError, OnnxEmbedder
 from tests.support.processes import ROOT
@@ -86,48 +86,29 @@ def test_the_model_id_names_the_backend_and_model(settings):
     assert embeddings.model_id() == "openai-text-embedding-3-small"
 
 
-class _EmbeddingsEndpoint(BaseHTTPRequestHandler):
-    delay = 0.0
-    data: list | None = None  # replaces the rows of the reply when set
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        time.sleep(self.delay)
-        # Answer out of order, unnormalised: the client must sort by index and normalise.
-        data = [{"index": i, "embedding": [float(i + 1), 0.0, 3.0]} for i in range(len(body["input"]))][::-1]
-        if self.data is not None:
-            data = self.data
-        payload = json.dumps({"object": "list", "data": data, "model": body["model"], "usage": {}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def openai_endpoint(settings):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EmbeddingsEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    """The drills' fake server in-process, embeddings settings pointing at it; yields its State."""
+    server = make_server("127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     settings.EMBEDDINGS = "openai"
     settings.EMBEDDINGS_BASE_URL = f"http://127.0.0.1:{server.server_port}/v1"
     settings.OPENAI_API_KEY = "test-key"
-    yield _EmbeddingsEndpoint
-    _EmbeddingsEndpoint.delay, _EmbeddingsEndpoint.data = 0.0, None
-    server.shutdown()
+    yield server.state
+    server.shutdown()  # also wakes a handler hung in hang mode
+    server.server_close()
 
 
 def test_the_openai_backend_embeds_through_an_openai_compatible_endpoint(openai_endpoint):
+    # Rows answered out of order, unnormalised: the client must sort by index and normalise.
+    openai_endpoint.update({"embeddings_mode": "raw"})
     first, second = embeddings.embed(["one", "two"], timeout=30)
-    assert np.allclose(first, np.array([1.0, 0.0, 3.0]) / np.sqrt(10))
-    assert np.allclose(second, np.array([2.0, 0.0, 3.0]) / np.sqrt(13))
+    assert np.allclose(first, unit_vector("one"), atol=1e-6)
+    assert np.allclose(second, unit_vector("two"), atol=1e-6)
 
 
 def test_a_slow_openai_endpoint_fails_within_the_timeout(openai_endpoint):
-    openai_endpoint.delay = 5
+    openai_endpoint.update({"embeddings_mode": "hang"})
     started = time.monotonic()
     with pytest.raises(EmbeddingError):
         embeddings.embed(["one"], timeout=0.5)
@@ -135,7 +116,7 @@ def test_a_slow_openai_endpoint_fails_within_the_timeout(openai_endpoint):
 
 
 def test_a_malformed_openai_reply_is_an_embedding_error(openai_endpoint):
-    openai_endpoint.data = [{"index": 0, "embedding": "not a vector"}]
+    openai_endpoint.update({"embeddings_mode": "garbage"})
     with pytest.raises(EmbeddingError):
         embeddings.embed(["one"], timeout=5)
 
@@ -151,6 +132,8 @@ def test_a_local_embedder_slower_than_the_timeout_fails_within_it(monkeypatch):
 FORK_AFTER_USE = """
 import multiprocessing, django
 django.setup()
+from monitoring.drills.fake_llm import embedding as unit_vector
+from monitoring.drills.fake_llm import make_server
 from rag import embeddings
 embeddings.embed(["the parent uses the model before forking, as a warmed-up server might"], timeout=30)
 

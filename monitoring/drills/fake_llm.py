@@ -15,7 +15,12 @@ Chat modes:
   garbage  HTTP 200 with invalid SSE / JSON
   empty    a well-formed stream with no text
   huge     a well-formed reply of about 50,000 characters
-Embeddings follow `embeddings_mode` (ok, hang, error), ok by default.
+Embeddings follow `embeddings_mode`, ok by default:
+  ok       deterministic unit vectors, in input order
+  hang     reads the request and never answers
+  error    HTTP 500 with an OpenAI-style error body
+  raw      the ok vectors scaled by index + 2 and listed in reverse: the client must sort and normalise
+  garbage  HTTP 200 whose rows hold a string instead of a vector
 """
 
 import hashlib
@@ -31,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 log = logging.getLogger(__name__)
 
 MODES = ("ok", "slow", "hang", "stall", "drip", "error", "flaky", "garbage", "empty", "huge")
-EMBEDDINGS_MODES = ("ok", "hang", "error")
+EMBEDDINGS_MODES = ("ok", "hang", "error", "raw", "garbage")
 MODEL = "fake-llm"
 EMBEDDING_DIMENSIONS = 384
 
@@ -53,7 +58,7 @@ class State:
     latency: float = 1.0
     chunk_delay: float = 0.05
     embeddings_mode: str = "ok"
-    calls: Counter = field(default_factory=Counter)
+    calls: Counter[str] = field(default_factory=Counter)
     last_request: dict | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -136,7 +141,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "FakeLLMServer"
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (the stdlib's signature)
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the stdlib's signature)
         log.info("%s %s", self.address_string(), format % args)
 
     @property
@@ -208,11 +213,23 @@ class Handler(BaseHTTPRequestHandler):
         texts = body.get("input", [])
         texts = [texts] if isinstance(texts, str) else texts
         dims = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
-        data = [{"object": "embedding", "index": i, "embedding": embedding(str(t), dims)} for i, t in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": self.vector(mode, str(t), i, dims)}
+            for i, t in enumerate(texts)
+        ]
+        if mode == "raw":
+            data.reverse()
         usage = {"prompt_tokens": 0, "total_tokens": 0}
         self.send_json(200, {"object": "list", "data": data, "model": body.get("model", MODEL), "usage": usage})
 
     # --- behaviours ------------------------------------------------------------------------
+    def vector(self, mode: str, text: str, index: int, dimensions: int) -> list[float] | str:
+        """The row's embedding: a unit vector, scaled in raw mode, a string in garbage mode."""
+        if mode == "garbage":
+            return "not a vector"
+        vector = embedding(text, dimensions)
+        return [v * (index + 2) for v in vector] if mode == "raw" else vector
+
     def flaky_number(self) -> int:
         return self.state.count("flaky")
 
@@ -317,7 +334,7 @@ class FakeLLMServer(ThreadingHTTPServer):
     daemon_threads = True  # hung handlers must not keep the process alive
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State):
+    def __init__(self, address: tuple[str, int], state: State) -> None:
         super().__init__(address, Handler)
         self.state = state
 
@@ -326,7 +343,9 @@ class FakeLLMServer(ThreadingHTTPServer):
         super().shutdown()
 
 
-def make_server(host: str, port: int, mode: str = "ok", latency: float = 1.0, chunk_delay: float = 0.05):
+def make_server(
+    host: str, port: int, mode: str = "ok", latency: float = 1.0, chunk_delay: float = 0.05
+) -> FakeLLMServer:
     state = State()
     state.update({"mode": mode, "latency": latency, "chunk_delay": chunk_delay})
     return FakeLLMServer((host, port), state)

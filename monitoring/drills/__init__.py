@@ -1,0 +1,1 @@
+"""Failure drills: fake dependencies that inject faults on demand, for tests and rehearsals."""
