@@ -138,7 +138,7 @@ def measure(poems: list, runs: int, rng: random.Random) -> dict[str, list[float]
 
     from django.utils import timezone
 
-    from monitoring.timeouts import Deadline
+    from fortune_project.resilience.deadlines import Deadline
     from rag import chroma_client, embeddings, index
     from rag.retrieval import retrieve
 

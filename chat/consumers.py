@@ -13,19 +13,17 @@ such task of yours (another user's task is as absent as a missing one, as in the
 
 import logging
 from datetime import timedelta
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 
 from chat import lifecycle
 from chat.live import task_group
 from chat.models import FortuneTask
 from chat.serializers import TaskSerializer
-from chat.sockets import PollingConsumer
+from chat.sockets import PollingConsumer, scope_user
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +31,6 @@ NOT_AUTHENTICATED = 4401
 NOT_FOUND = 4404
 POLL_INTERVAL = 0.2  # embedded mode: the only way to see a worker's changes
 HINTED_POLL_INTERVAL = 0.5  # with Redis hints, polling covers dropped hints and unhinted status changes
-
-
-def scope_user(scope: dict):
-    """The `?token=` key's user if a token is given (a bad one is nobody), else the session's."""
-    token = parse_qs(scope.get("query_string", b"").decode()).get("token")
-    if token:
-        row = Token.objects.select_related("user").filter(key=token[0]).first()
-        return row.user if row and row.user.is_active else None
-    user = scope.get("user")
-    return user if user is not None and user.is_authenticated else None
 
 
 def load_task(task_id: str, user) -> FortuneTask | None:

@@ -11,7 +11,7 @@ Raises nothing but DeadlineExceeded (the task's own time is up before we start).
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -19,8 +19,8 @@ from django.conf import settings
 from chat import llm, prompt
 from chat.live import TextPublisher
 from chat.offline_reader import compose_reading
-from monitoring.breakers import BreakerOpen, get_breaker
-from monitoring.timeouts import Deadline, DeadlineExceeded
+from fortune_project.resilience.breakers import BreakerOpen, get_breaker
+from fortune_project.resilience.deadlines import Deadline, DeadlineExceeded
 from rag.models import Poem
 from rag.passages import Passage
 
@@ -44,23 +44,24 @@ def interpret(
     deadline: Deadline,
     on_text: Callable[[str], object] | None = None,
     *,
+    history: Sequence[tuple[str, str]] = (),
     language: str = "en",
-    conversation: object = None,
-    task_id: object = None,
 ) -> Interpretation:
-    """`on_text(text)` saves the text streamed so far; it is called at most every 250 ms and at
+    """A reading from plain values; reads no database (the caller gathers `history`, the
+    conversation's earlier (role, content) turns, and loads `poem` with its temple).
+
+    `on_text(text)` saves the text streamed so far; it is called at most every 250 ms and at
     least every 500 ms while text arrives. A False return means the task stopped running."""
-    budget = deadline.budget(settings.LLM_TIMEOUT)
+    deadline.budget(settings.LLM_TIMEOUT)  # DeadlineExceeded: the task's time is up before we start
     if not llm.llm_configured():
         return fallback(question, poem, passages, "llm_unconfigured")
-    budget = min(budget, deadline.remaining() - RESERVE_SECONDS)
-    if budget < MIN_LLM_SECONDS:
+    reading_time = deadline.stage("llm", settings.LLM_TIMEOUT, reserve=RESERVE_SECONDS)
+    if reading_time.remaining() < MIN_LLM_SECONDS:
         return fallback(question, poem, passages, "llm_timeout")  # too little time left to ask
-    publisher = TextPublisher(on_text, task_id)
+    publisher = TextPublisher(on_text)
     try:
-        history = prompt.recent_turns(getattr(conversation, "pk", conversation), task_id) if conversation else []
         messages = prompt.build_messages(question, poem, passages, history=history, language=language)
-        text = get_breaker("llm").call(llm.stream_reading, messages, budget_seconds=budget, on_text=publisher)
+        text = get_breaker("llm").call(llm.stream_reading, messages, deadline=reading_time, on_text=publisher)
     except DeadlineExceeded:
         raise
     except Exception as exc:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from chat.models import ACTIVE, FortuneTask, Stage, Status
+from chat.models import ACTIVE, FortuneTask, Stage, Status, TaskId
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ def _ms(start: datetime | None, end: datetime | None) -> int | None:
     return max(0, int((end - start).total_seconds() * 1000))
 
 
-def claim_task(task_id: str, pid: int, now: datetime | None = None) -> FortuneTask | None:
+def claim_task(task_id: TaskId, pid: int, now: datetime | None = None) -> FortuneTask | None:
     """Move a queued task to running for this worker; None if someone else has it or it ended."""
     now = now or timezone.now()
     won = FortuneTask.objects.filter(id=task_id, status=Status.QUEUED, deadline__gt=now).update(
@@ -28,15 +28,15 @@ def claim_task(task_id: str, pid: int, now: datetime | None = None) -> FortuneTa
     if not won:
         expire_task(task_id, now)  # a queued task found past its deadline ends here
         return None
-    return FortuneTask.objects.select_related("poem", "temple", "conversation").get(id=task_id)
+    return FortuneTask.objects.select_related("poem__temple", "temple", "conversation").get(id=task_id)
 
 
-def move_to_stage(task_id: str, stage: str) -> bool:
+def move_to_stage(task_id: TaskId, stage: str) -> bool:
     """False when the task is no longer running (cancelled, expired): the worker should stop."""
     return bool(FortuneTask.objects.filter(id=task_id, status=Status.RUNNING).update(stage=stage))
 
 
-def save_partial_text(task_id: str, text: str) -> bool:
+def save_partial_text(task_id: TaskId, text: str) -> bool:
     return bool(FortuneTask.objects.filter(id=task_id, status=Status.RUNNING).update(partial_text=text))
 
 
@@ -94,7 +94,7 @@ def _end_active(queryset, status: str, error: dict | None, now: datetime) -> int
     return ended
 
 
-def cancel_task(task_id: str, now: datetime | None = None) -> bool:
+def cancel_task(task_id: TaskId, now: datetime | None = None) -> bool:
     cancelled = _end_active(FortuneTask.objects.filter(id=task_id), Status.CANCELLED, None, now or timezone.now())
     return bool(cancelled)
 
@@ -102,7 +102,7 @@ def cancel_task(task_id: str, now: datetime | None = None) -> bool:
 DEADLINE_ERROR = {"code": "deadline_exceeded", "message": "The task did not finish before its deadline."}
 
 
-def expire_task(task_id: str, now: datetime | None = None) -> bool:
+def expire_task(task_id: TaskId, now: datetime | None = None) -> bool:
     """End one active task whose deadline has passed (claim found it late)."""
     now = now or timezone.now()
     overdue = FortuneTask.objects.filter(id=task_id, deadline__lte=now)
@@ -122,5 +122,5 @@ def expire_overdue(now: datetime | None = None, tasks: QuerySet[FortuneTask] | N
     return ended
 
 
-def count_delivery(task_id: str) -> None:
+def count_delivery(task_id: TaskId) -> None:
     FortuneTask.objects.filter(id=task_id).update(deliveries=F("deliveries") + 1)

@@ -25,6 +25,9 @@ from collections.abc import Callable
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletionMessageParam
+
+from fortune_project.resilience.deadlines import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +76,16 @@ def http_timeout(budget: float) -> openai.Timeout:
     )
 
 
-def stream_reading(messages: list[dict], *, budget_seconds: float, on_text: OnText | None = None) -> str:
-    """Stream a chat completion and return its text, capped at LLM_MAX_CHARS.
+def stream_reading(
+    messages: list[ChatCompletionMessageParam], *, deadline: Deadline, on_text: OnText | None = None
+) -> str:
+    """Stream a chat completion and return its text, capped at LLM_MAX_CHARS, by `deadline`.
 
     `on_text(text)` receives the accumulated text after each chunk and every TICK seconds while
     waiting; if it returns False (the task was cancelled) reading stops and the text so far is
     returned as is. Raises LLMTimeout, LLMBadOutput or LLMError.
     """
+    budget_seconds = deadline.for_call("llm")
     feed = _Feed()
     threading.Thread(target=_pump, args=(messages, budget_seconds, feed), name="llm-stream", daemon=True).start()
     started = time.monotonic()
@@ -115,10 +121,10 @@ def _close_quietly(stream: openai.Stream) -> None:
         pass
 
 
-def _pump(messages: list[dict], budget: float, feed: _Feed) -> None:
+def _pump(messages: list[ChatCompletionMessageParam], budget: float, feed: _Feed) -> None:
     """Runs in the stream thread: the HTTP call and the chunk loop."""
     try:
-        feed.stream = client().chat.completions.create(
+        stream = client().chat.completions.create(
             model=settings.LLM_MODEL,
             messages=messages,
             stream=True,
@@ -126,8 +132,9 @@ def _pump(messages: list[dict], budget: float, feed: _Feed) -> None:
             max_tokens=max(64, settings.LLM_MAX_CHARS // 2),
             timeout=http_timeout(budget),
         )
-        with feed.stream:
-            for chunk in feed.stream:
+        feed.stream = stream
+        with stream:
+            for chunk in stream:
                 if feed.cancelled.is_set():
                     return
                 if delta := chunk_text(chunk):

@@ -5,6 +5,9 @@ from django.db import models
 
 from rag.models import LANGUAGES, Poem, Temple
 
+# A FortuneTask's primary key as callers hold it: the UUID itself, or its text (queue args, URLs).
+TaskId = str | uuid.UUID
+
 
 class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
@@ -46,6 +49,8 @@ class Status(models.TextChoices):
 
 TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
 ACTIVE = (Status.QUEUED, Status.RUNNING)
+# Ended by the system (not by the user's cancel): the denominators of success and failure rates.
+ENDED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
 
 
 class Stage(models.TextChoices):

@@ -7,13 +7,16 @@ every stage change is conditional, so a cancelled or expired task stops at the n
 import logging
 import os
 import time
+from collections.abc import Callable
 
 from django.db import transaction
 
 from chat import lifecycle
 from chat.interpretation import interpret
-from chat.models import FortuneTask, Message, Stage, Status
-from monitoring.timeouts import Deadline, DeadlineExceeded
+from chat.live import notify_task
+from chat.models import FortuneTask, Message, Stage, Status, TaskId
+from chat.prompt import recent_turns
+from fortune_project.resilience.deadlines import Deadline, DeadlineExceeded
 from rag.draw import NoPoems, draw_poem
 from rag.retrieval import retrieve
 
@@ -72,10 +75,9 @@ def _run(task: FortuneTask, timings: dict[str, int]) -> str:
         poem,
         retrieval.passages,
         deadline,
-        on_text=lambda text: lifecycle.save_partial_text(task.id, text),
+        on_text=progress_saver(task.id),
+        history=recent_turns(task.conversation_id, task.id),
         language=task.language,
-        conversation=task.conversation_id,
-        task_id=task.id,
     )
     timings["llm_ms"] = int((time.monotonic() - started) * 1000)
 
@@ -94,6 +96,17 @@ def _run(task: FortuneTask, timings: dict[str, int]) -> str:
             raise _Stopped
         Message.objects.create(conversation=task.conversation, role="assistant", content=reading.text, task=task)
     return Status.SUCCEEDED
+
+
+def progress_saver(task_id: TaskId) -> Callable[[str], bool]:
+    """Saves the streamed text and wakes the task's sockets; False once the task stopped running."""
+
+    def save(text: str) -> bool:
+        alive = lifecycle.save_partial_text(task_id, text)
+        notify_task(task_id)
+        return alive
+
+    return save
 
 
 def poem_summary(poem) -> dict:

@@ -8,6 +8,9 @@ its block early. Every block is bounded, so the prompt stays small whatever the 
 
 import re
 from collections.abc import Iterable, Sequence
+from uuid import UUID
+
+from openai.types.chat import ChatCompletionMessageParam
 
 from chat.models import Message
 from rag.models import Poem
@@ -91,7 +94,7 @@ def build_messages(
     *,
     history: Sequence[tuple[str, str]] = (),
     language: str = "en",
-) -> list[dict]:
+) -> list[ChatCompletionMessageParam]:
     """The chat messages for one reading: a system prompt and one user message of tagged blocks."""
     language_name = LANGUAGE_NAMES.get(language, LANGUAGE_NAMES["en"])
     blocks = [
@@ -107,7 +110,7 @@ def build_messages(
     ]
 
 
-def recent_turns(conversation_id: int, task_id: object = None, limit: int = MAX_TURNS) -> list[tuple[str, str]]:
+def recent_turns(conversation_id: int, task_id: UUID | None = None, limit: int = MAX_TURNS) -> list[tuple[str, str]]:
     """The last `limit` messages before this task's question, oldest first, as (role, content)."""
     messages = Message.objects.filter(conversation_id=conversation_id)
     if task_id is not None:

@@ -29,7 +29,7 @@ def websocket_path(task: FortuneTask) -> str:
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    conversation = serializers.PrimaryKeyRelatedField(read_only=True)
+    conversation: serializers.PrimaryKeyRelatedField[Conversation] = serializers.PrimaryKeyRelatedField(read_only=True)
     timings = serializers.SerializerMethodField()
     partial_text = serializers.CharField(read_only=True)
 

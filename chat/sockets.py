@@ -5,13 +5,25 @@ a worker wakes the poll early."""
 import asyncio
 import json
 import logging
+from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.core.serializers.json import DjangoJSONEncoder
+from rest_framework.authtoken.models import Token
 
 from chat.live import hints_enabled
 
 log = logging.getLogger(__name__)
+
+
+def scope_user(scope: dict):
+    """The `?token=` key's user if a token is given (a bad one is nobody), else the session's."""
+    token = parse_qs(scope.get("query_string", b"").decode()).get("token")
+    if token:
+        row = Token.objects.select_related("user").filter(key=token[0]).first()
+        return row.user if row and row.user.is_active else None
+    user = scope.get("user")
+    return user if user is not None and user.is_authenticated else None
 
 
 class PollingConsumer(AsyncJsonWebsocketConsumer):

@@ -5,12 +5,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
 from chat.models import Conversation, FortuneTask, Message, Status
+from chat.stats import backlog
 from fortune_project.errors import ServiceUnavailable
 from rag.models import Poem, Temple
 
@@ -29,15 +30,15 @@ class Question:
 def check_backlog(now=None) -> None:
     """503 overloaded (writing nothing) when the queue is longer or older than its limits."""
     now = now or timezone.now()
-    queued = FortuneTask.objects.filter(status=Status.QUEUED)
-    if queued.count() >= settings.MAX_QUEUED_TASKS:
+    waiting = backlog()
+    if waiting.queued >= settings.MAX_QUEUED_TASKS:
         raise ServiceUnavailable("Too many questions are waiting; try again shortly.", "overloaded", retry_after=10)
-    oldest = queued.order_by("submitted_at").values_list("submitted_at", flat=True).first()
-    if oldest and (now - oldest).total_seconds() > settings.MAX_QUEUE_AGE:
+    age = waiting.oldest_age_s(now)
+    if age is not None and age > settings.MAX_QUEUE_AGE:
         raise ServiceUnavailable("The queue is running late; try again shortly.", "overloaded", retry_after=30)
 
 
-def _existing(user: AbstractBaseUser, key: str, now) -> FortuneTask | None:
+def _existing(user: User, key: str, now) -> FortuneTask | None:
     """The task this key named within the idempotency window; an older use frees the key."""
     window_start = now - timedelta(seconds=settings.IDEMPOTENCY_WINDOW)
     FortuneTask.objects.filter(user=user, idempotency_key=key, submitted_at__lt=window_start).update(
@@ -46,9 +47,7 @@ def _existing(user: AbstractBaseUser, key: str, now) -> FortuneTask | None:
     return FortuneTask.objects.filter(user=user, idempotency_key=key).first()
 
 
-def submit_question(
-    user: AbstractBaseUser, q: Question, idempotency_key: str | None = None
-) -> tuple[FortuneTask, bool]:
+def submit_question(user: User, q: Question, idempotency_key: str | None = None) -> tuple[FortuneTask, bool]:
     """Returns (task, created). A repeated Idempotency-Key returns the first task unchanged."""
     now = timezone.now()
     if idempotency_key and (task := _existing(user, idempotency_key, now)):
@@ -56,16 +55,16 @@ def submit_question(
     check_backlog(now)
     try:
         with transaction.atomic():
-            task = _create(user, q, idempotency_key, now)
-            transaction.on_commit(lambda: enqueue(task))
+            new = _create(user, q, idempotency_key, now)
+            transaction.on_commit(lambda: enqueue(new))
     except IntegrityError:
         if idempotency_key and (task := _existing(user, idempotency_key, now)):
             return task, False  # the same key raced in from another request
         raise
-    return task, True
+    return new, True
 
 
-def _create(user: AbstractBaseUser, q: Question, key: str | None, now) -> FortuneTask:
+def _create(user: User, q: Question, key: str | None, now) -> FortuneTask:
     conversation = q.conversation or Conversation.objects.create(user=user, title=q.text[:80])
     temple = q.temple or (q.poem.temple if q.poem else None)
     task = FortuneTask.objects.create(

@@ -1,7 +1,6 @@
 from django.urls import path
 
 from chat import views
-from monitoring.public_health import PublicHealthView
 
 urlpatterns = [
     path("tasks", views.TaskListView.as_view(), name="task-list"),
@@ -9,6 +8,5 @@ urlpatterns = [
     path("tasks/<uuid:task_id>/cancel", views.TaskCancelView.as_view(), name="task-cancel"),
     path("conversations", views.ConversationListView.as_view(), name="conversation-list"),
     path("conversations/<int:pk>", views.ConversationDetailView.as_view(), name="conversation-detail"),
-    path("health", PublicHealthView.as_view(), name="public-health"),
     path("metrics", views.MetricsView.as_view(), name="user-metrics"),
 ]

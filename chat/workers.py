@@ -1,8 +1,8 @@
-"""Worker bookkeeping: which task-cluster worker is busy with what, read by the operations views.
+"""Worker bookkeeping and liveness: which task-cluster workers are alive, and busy with what.
 
 Django-Q2's `Stat` (the cluster heartbeat, a 3 s TTL in the shared cache) says which worker pids
 are alive but not whether they are busy (shared/NOTES.md). So each worker records its own state
-in the shared cache from Django-Q2's signals (monitoring/signals.py), and readers join the two:
+in the shared cache from Django-Q2's signals (chat/signals.py), and readers join the two:
 `Stat` decides who is alive, our record says what it is doing. Records expire (OPS_WORKER_TTL),
 so a killed worker's record goes away by itself; it already drops out of view with its cluster's
 heartbeat.
@@ -11,16 +11,16 @@ heartbeat.
 import logging
 import os
 import socket
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django_q.status import Stat
 
-from chat.models import FortuneTask, Status
+from fortune_project.timefmt import iso, ms_between
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,8 @@ def worker_key(host: str, pid: int) -> str:
     return f"{KEY_PREFIX}:{host}:{pid}"
 
 
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 UTC with a trailing Z, as DRF writes times elsewhere in the API."""
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
 def _ms_since(stamp: str | None, now: datetime) -> int | None:
-    moment = parse_datetime(stamp) if stamp else None
-    return max(0, int((now - moment).total_seconds() * 1000)) if moment else None
+    return ms_between(parse_datetime(stamp) if stamp else None, now)
 
 
 # --- Writing (in the worker process) -----------------------------------------------------------
@@ -73,9 +67,10 @@ def record(
     """Write a worker's record (by default this process's); returns it."""
     now = now or timezone.now()
     q_task = q_task or {}
+    pid, host = pid or os.getpid(), host or socket.gethostname()
     entry = {
-        "pid": pid or os.getpid(),
-        "host": host or socket.gethostname(),
+        "pid": pid,
+        "host": host,
         "state": state,
         "task": task,
         "q_task": q_task.get("id"),
@@ -84,7 +79,7 @@ def record(
         "busy_since": iso(now) if state == BUSY else None,
         "last_seen": iso(now),
     }
-    cache.set(worker_key(entry["host"], entry["pid"]), entry, timeout=settings.OPS_WORKER_TTL)
+    cache.set(worker_key(host, pid), entry, timeout=settings.OPS_WORKER_TTL)
     return entry
 
 
@@ -136,42 +131,34 @@ def _worker(pid: int, host: str, entry: dict | None, now: datetime) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Liveness:
+    """The one answer to "which clusters and workers are alive": /health/, the public health
+    summary, the worker-pool view, the alerts and /metrics all read it from `liveness()`."""
+
+    clusters: list[dict]
+    workers: list[dict]
+    error: str | None = None  # the cluster state could not be read (the cache is failing)
+
+    @property
+    def live_workers(self) -> int:
+        return len(self.workers)
+
+
+def liveness(now: datetime | None = None) -> Liveness:
+    """Live clusters (by Django-Q2's heartbeat) and their workers with our busy/idle records."""
+    now = now or timezone.now()
+    try:
+        clusters = live_clusters(now)
+        return Liveness(clusters, live_workers(clusters, now))
+    except Exception as exc:
+        log.warning("cluster state unreadable: %r", exc)
+        return Liveness([], [], f"cluster state unreadable: {type(exc).__name__}")
+
+
 def live_workers(clusters: list[dict], now: datetime | None = None) -> list[dict]:
     """The workers of the live clusters, each with its recorded state."""
     now = now or timezone.now()
     pairs = [(c["host"], pid) for c in clusters for pid in c["workers"]]
     entries = cache.get_many([worker_key(host, pid) for host, pid in pairs])
     return [_worker(pid, host, entries.get(worker_key(host, pid)), now) for host, pid in pairs]
-
-
-def queue_state(now: datetime | None = None) -> dict:
-    """Our task queue from the database (the truth; the broker only holds ids)."""
-    now = now or timezone.now()
-    queued = FortuneTask.objects.filter(status=Status.QUEUED).aggregate(n=Count("id"), oldest=Min("submitted_at"))
-    oldest = queued["oldest"]
-    return {
-        "queued": queued["n"],
-        "running": FortuneTask.objects.filter(status=Status.RUNNING).count(),
-        "oldest_queued_at": iso(oldest),
-        "oldest_queued_age_ms": max(0, int((now - oldest).total_seconds() * 1000)) if oldest else None,
-        "max_queued": settings.MAX_QUEUED_TASKS,
-        "max_age_ms": settings.MAX_QUEUE_AGE * 1000,
-    }
-
-
-def worker_pool(now: datetime | None = None, queue: dict | None = None) -> dict:
-    """The contract's worker-pool body (plus a few extra fields)."""
-    now = now or timezone.now()
-    clusters = live_clusters(now)
-    workers = live_workers(clusters, now)
-    queue = queue or queue_state(now)
-    return {
-        "max_workers": settings.FORTUNE_WORKERS,
-        "clusters": clusters,
-        "workers": workers,
-        "busy": sum(w["state"] == BUSY for w in workers),
-        "idle": sum(w["state"] == IDLE for w in workers),
-        "queued": queue["queued"],
-        "running": queue["running"],
-        "oldest_queued_age_ms": queue["oldest_queued_age_ms"],
-    }

@@ -74,6 +74,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     response = exception_handler(exc, context)
     if response is None:
         return None  # ApiErrorMiddleware renders the 500
+    assert isinstance(exc, exceptions.APIException)  # DRF's handler answers nothing else (404/403 mapped above)
     code, message, details = _describe(exc)
     response.data = error_body(code, message, details)
     if isinstance(exc, ServiceUnavailable):

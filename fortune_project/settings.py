@@ -5,6 +5,7 @@ concurrent writers, Django-Q2's ORM broker, the database cache and an embedded C
 """
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "django_q",
     "channels",
     "health_check",
+    "fortune_project.resilience",
     "chat",
     "rag",
     "monitoring",
@@ -93,6 +95,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, broker, channel layer -----------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL")
+CACHES: dict[str, dict[str, Any]]
+CHANNEL_LAYERS: dict[str, dict[str, Any]]
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -140,7 +144,7 @@ IDEMPOTENCY_WINDOW = envint("IDEMPOTENCY_WINDOW", 24 * 3600, minimum=1)
 # wait in the internal queue (at most one task per worker with queue_limit = workers), so it
 # must exceed two timeouts or a slow task is delivered twice (shared/NOTES.md).
 Q_TIMEOUT = TASK_TIMEOUT + 5
-Q_CLUSTER = {
+Q_CLUSTER: dict[str, Any] = {
     "name": "fortune",
     "workers": FORTUNE_WORKERS,
     "timeout": Q_TIMEOUT,
@@ -211,8 +215,10 @@ BREAKERS = {
     "chromadb": _breaker("chromadb", 3, 45, RAG_TIMEOUT),
 }
 # Exceptions that say nothing about the dependency's health (dotted paths); subclasses of
-# monitoring.breakers.Ignored never count either. A per-breaker "ignore_exceptions" list replaces it.
-BREAKER_IGNORED_EXCEPTIONS = envlist("BREAKER_IGNORED_EXCEPTIONS", "monitoring.timeouts.DeadlineExceeded")
+# fortune_project.resilience.breakers.Ignored never count either. A per-breaker "ignore_exceptions" list replaces it.
+BREAKER_IGNORED_EXCEPTIONS = envlist(
+    "BREAKER_IGNORED_EXCEPTIONS", "fortune_project.resilience.deadlines.DeadlineExceeded"
+)
 # The cache alias holding breaker state (must be shared by all processes) and its key prefix.
 BREAKER_CACHE = envstr("BREAKER_CACHE", "default")
 BREAKER_KEY_PREFIX = envstr("BREAKER_KEY_PREFIX", "breaker")

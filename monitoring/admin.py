@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from monitoring.breakers import ACTIONS, BreakerUnavailable, UnknownBreaker, all_snapshots, apply_action
+from fortune_project.resilience.breakers import ACTIONS, BreakerUnavailable, UnknownBreaker, all_snapshots, apply_action
 from monitoring.models import BreakerEvent, CircuitBreaker
 
 ACTION_LABELS = {"reset": "Reset (close)", "force_open": "Force open", "disable": "Disable"}
@@ -14,7 +14,7 @@ def _is_operator(request: HttpRequest) -> bool:
 
 @admin.register(BreakerEvent)
 class BreakerEventAdmin(admin.ModelAdmin):
-    """The transition log: read-only, written by monitoring.breakers only."""
+    """The transition log: read-only, written by fortune_project.resilience.breakers only."""
 
     list_display = ("created_at", "name", "from_state", "to_state", "who", "reason")
     list_filter = ("name", "to_state", "from_state", "created_at")

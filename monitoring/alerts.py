@@ -13,18 +13,19 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from chat.models import FortuneTask, Status
+from chat.models import ENDED, Status
+from chat.stats import backlog, recent_outcomes
 from chat.sweeper import HEARTBEAT_KEY
-from monitoring.breakers import all_snapshots
-from monitoring.workers import iso, worker_pool
+from chat.workers import Liveness, liveness
+from fortune_project.resilience.breakers import all_snapshots
+from fortune_project.timefmt import iso
+from monitoring import probes
 
 WARNING, CRITICAL = "warning", "critical"
 FIRST_SEEN_KEY = "ops:alerts:first_seen"
-ENDED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Facts:
     breakers: list[dict] = field(default_factory=list)
     clusters: int = 0
     live_workers: int = 0
+    cluster_error: str | None = None  # the cluster state could not be read
     queued: int = 0
     oldest_queued_age_s: float | None = None
     ended: dict[str, int] = field(default_factory=dict)  # by status, over ALERT_WINDOW
@@ -95,11 +97,12 @@ def breaker_alerts(facts: Facts) -> list[Alert]:
 
 
 def worker_alerts(facts: Facts) -> list[Alert]:
-    wanted = settings.FORTUNE_WORKERS
-    if not facts.clusters:
-        return [Alert("no_workers", CRITICAL, "No live task cluster: queued tasks will not run.")]
-    if facts.live_workers < wanted:
-        message = f"Only {facts.live_workers} of {wanted} workers are alive."
+    """Judged by the cluster probe, as /health/ and the public summary judge it."""
+    probe = probes.judge_cluster(facts.clusters, facts.live_workers, facts.cluster_error)
+    if probe.status == probes.DOWN:
+        return [Alert("no_workers", CRITICAL, f"No live task cluster ({probe.detail}): queued tasks will not run.")]
+    if probe.status == probes.DEGRADED:
+        message = f"Only {probe.detail}."
         return [Alert("workers_missing", CRITICAL if not facts.live_workers else WARNING, message)]
     return []
 
@@ -189,18 +192,12 @@ def load_first_seen() -> dict[str, datetime]:
 def save_first_seen(found: list[Alert], previous: dict[str, datetime]) -> None:
     """Keep the first-seen time of active alerts only (a cleared alert starts afresh).
     Two processes evaluating at once may both write; they write the same keys and near-equal times."""
-    current = {a.key: a.since for a in found}
+    current: dict[str, datetime] = {}
+    for a in found:
+        assert a.since is not None  # evaluate() sets it on every alert
+        current[a.key] = a.since
     if current != previous:
         cache.set(FIRST_SEEN_KEY, {k: v.isoformat() for k, v in current.items()}, timeout=None)
-
-
-def _recent_outcomes(now: datetime) -> tuple[dict[str, int], int]:
-    since = now - timedelta(seconds=settings.ALERT_WINDOW)
-    recent = FortuneTask.objects.filter(finished_at__gte=since)
-    ended = dict(recent.filter(status__in=ENDED).values_list("status").annotate(n=Count("id")))
-    late = F("deadline") + timedelta(seconds=settings.TASK_GRACE)
-    orphaned = recent.filter(status=Status.TIMED_OUT, finished_at__gte=late).count()
-    return ended, orphaned
 
 
 def sweeper_state(now: datetime) -> dict | None:
@@ -210,30 +207,44 @@ def sweeper_state(now: datetime) -> dict | None:
     return {**beat, "age_s": round((now - at).total_seconds(), 1)} if at else None
 
 
-def gather(now: datetime, pool: dict | None = None, breakers: list[dict] | None = None) -> Facts:
+def gather(
+    now: datetime,
+    live: Liveness | None = None,
+    queue: dict | None = None,
+    breakers: list[dict] | None = None,
+) -> Facts:
     """Read the state the rules judge; pass what the caller already has to avoid re-reading it."""
-    pool = pool if pool is not None else worker_pool(now)
-    ended, orphaned = _recent_outcomes(now)
-    age_ms = pool["oldest_queued_age_ms"]
+    live = live or liveness(now)
+    outcomes = recent_outcomes(now, settings.ALERT_WINDOW)
+    if queue is not None:
+        queued, age_ms = queue["queued"], queue["oldest_queued_age_ms"]
+        age_s = age_ms / 1000 if age_ms is not None else None
+    else:
+        waiting = backlog()
+        queued, age_s = waiting.queued, waiting.oldest_age_s(now)
     return Facts(
         now=now,
         breakers=breakers if breakers is not None else all_snapshots(),
-        clusters=len(pool["clusters"]),
-        live_workers=len(pool["workers"]),
-        queued=pool["queued"],
-        oldest_queued_age_s=age_ms / 1000 if age_ms is not None else None,
-        ended=ended,
-        orphaned=orphaned,
+        clusters=len(live.clusters),
+        live_workers=live.live_workers,
+        cluster_error=live.error,
+        queued=queued,
+        oldest_queued_age_s=age_s,
+        ended=outcomes.ended,
+        orphaned=outcomes.late,
         sweeper_age_s=sweeper["age_s"] if (sweeper := sweeper_state(now)) else None,
         first_seen=load_first_seen(),
     )
 
 
 def current_alerts(
-    clock: Callable[[], datetime] = timezone.now, pool: dict | None = None, breakers: list[dict] | None = None
+    clock: Callable[[], datetime] = timezone.now,
+    live: Liveness | None = None,
+    queue: dict | None = None,
+    breakers: list[dict] | None = None,
 ) -> list[dict]:
     """The contract's alert list, first-seen times remembered across calls."""
-    facts = gather(clock(), pool, breakers)
+    facts = gather(clock(), live, queue, breakers)
     found = evaluate(facts)
     save_first_seen(found, facts.first_seen)
     return [a.as_dict() for a in found]

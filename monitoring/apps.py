@@ -6,5 +6,5 @@ class MonitoringConfig(AppConfig):
     verbose_name = "Monitoring"
 
     def ready(self) -> None:
-        # Registers the system checks and the Django-Q2 receivers that keep worker bookkeeping.
-        from monitoring import checks, signals  # noqa: F401
+        # Registers the system checks.
+        from monitoring import checks  # noqa: F401

@@ -1,7 +1,7 @@
 """System checks that refuse configurations known to hang or lose tasks (shared/NOTES.md)."""
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 _PER_PROCESS_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
@@ -10,8 +10,8 @@ _PER_PROCESS_CACHES = (
 
 
 @register("fortune")
-def check_cluster(app_configs, **kwargs) -> list:
-    errors = []
+def check_cluster(app_configs, **kwargs) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
     q = settings.Q_CLUSTER
     timeout, retry = q.get("timeout"), q.get("retry")
     if not isinstance(timeout, int):

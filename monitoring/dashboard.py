@@ -13,48 +13,40 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from chat.metrics import percentile, task_figures
 from chat.models import TERMINAL, FortuneTask, Status
-from monitoring import alerts, workers
-from monitoring.breakers import all_snapshots
-from monitoring.workers import iso
+from chat.stats import percentile, queue_state, window_figures
+from chat.workers import BUSY, IDLE, Liveness, liveness
+from fortune_project.resilience.breakers import all_snapshots
+from fortune_project.timefmt import iso
+from monitoring import alerts
 
 log = logging.getLogger(__name__)
 
 SERIES_MINUTES = 15
 LATEST_TASKS = 12
-ENDED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
 
 
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
-    return max(0, int((end - start).total_seconds() * 1000)) if start and end else None
+# --- Workers -------------------------------------------------------------------------------------
+
+
+def worker_pool(now: datetime | None = None, queue: dict | None = None, live: Liveness | None = None) -> dict:
+    """The contract's worker-pool body (plus a few extra fields)."""
+    now = now or timezone.now()
+    live = live or liveness(now)
+    queue = queue or queue_state(now)
+    return {
+        "max_workers": settings.FORTUNE_WORKERS,
+        "clusters": live.clusters,
+        "workers": live.workers,
+        "busy": sum(w["state"] == BUSY for w in live.workers),
+        "idle": sum(w["state"] == IDLE for w in live.workers),
+        "queued": queue["queued"],
+        "running": queue["running"],
+        "oldest_queued_age_ms": queue["oldest_queued_age_ms"],
+    }
 
 
 # --- Task figures ------------------------------------------------------------------------------
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
-
-
-def window_figures(now: datetime, hours: int) -> dict:
-    """chat.metrics.task_figures over tasks submitted in the window, plus rates, queue wait and
-    throughput (tasks that ended in the window, per minute)."""
-    since = now - timedelta(hours=hours)
-    tasks = FortuneTask.objects.filter(submitted_at__gte=since)
-    figures = task_figures(tasks)
-    waits = [_ms(s, t) for s, t in tasks.filter(started_at__isnull=False).values_list("submitted_at", "started_at")]
-    ended = FortuneTask.objects.filter(finished_at__gte=since, status__in=ENDED).count()
-    succeeded = figures["by_status"][Status.SUCCEEDED]
-    return {
-        **figures,
-        "window_hours": hours,
-        "degraded_rate": _rate(figures["degraded"], succeeded),
-        "queue_ms_p50": percentile(waits, 0.5),
-        "queue_ms_p95": percentile(waits, 0.95),
-        "ended": ended,
-        "throughput_per_min": round(ended / (hours * 60), 3),
-    }
 
 
 def _bucket(rows: list[tuple], start: datetime) -> dict:
@@ -79,6 +71,7 @@ def series(now: datetime, minutes: int = SERIES_MINUTES) -> list[dict]:
     )
     buckets: list[list[tuple]] = [[] for _ in range(minutes)]
     for row in rows:
+        assert row[0] is not None  # finished_at__gte excludes NULL
         index = int((row[0] - start).total_seconds() // 60)
         if 0 <= index < minutes:
             buckets[index].append(row)
@@ -160,8 +153,9 @@ def _breakers() -> list[dict]:
 def snapshot(now: datetime | None = None, *, tasks: dict | None = None) -> dict:
     """{"workers", "queue", "tasks", "breakers", "alerts", "system"} plus generated_at."""
     now = now or timezone.now()
-    queue = workers.queue_state(now)
-    pool = workers.worker_pool(now, queue)
+    queue = queue_state(now)
+    live = liveness(now)
+    pool = worker_pool(now, queue, live)
     breakers = _breakers()
     tasks = {**(tasks or task_section(now)), "latest": latest_tasks()}
     return {
@@ -170,7 +164,7 @@ def snapshot(now: datetime | None = None, *, tasks: dict | None = None) -> dict:
         "queue": queue,
         "tasks": tasks,
         "breakers": breakers,
-        "alerts": alerts.current_alerts(clock=lambda: now, pool=pool, breakers=breakers),
+        "alerts": alerts.current_alerts(clock=lambda: now, live=live, queue=queue, breakers=breakers),
         "system": system_section(now),
     }
 

@@ -8,14 +8,12 @@ check talks to one dependency through one seam, so tests take them down one at a
 import dataclasses
 
 from django.conf import settings
-from django_q.status import Stat
 from health_check.base import HealthCheck
 from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
-from monitoring.breakers import breaker_states
+from monitoring import probes
+from monitoring.probes import DEGRADED, DOWN, Probe
 from rag import chroma_client
-
-OPEN_STATES = ("open", "half_open", "forced_open")
 
 
 @dataclasses.dataclass
@@ -30,37 +28,55 @@ class ChromaDB(HealthCheck):
             raise ServiceUnavailable("no heartbeat") from exc
 
 
+def _raise_for(probe: Probe) -> None:
+    """django-health-check's way of saying it: down is unavailable, degraded a warning."""
+    if probe.status == DOWN:
+        raise ServiceUnavailable(probe.detail)
+    if probe.status == DEGRADED:
+        raise ServiceWarning(probe.detail)
+
+
+@dataclasses.dataclass
+class Database(HealthCheck):
+    """The database answers a query (the probe the public summary and the alerts use too)."""
+
+    alias: str = "default"
+
+    def run(self) -> None:
+        _raise_for(probes.database())
+
+
+@dataclasses.dataclass
+class Cache(HealthCheck):
+    """The shared cache answers a read."""
+
+    alias: str = "default"
+
+    def run(self) -> None:
+        _raise_for(probes.cache())
+
+
 @dataclasses.dataclass
 class TaskCluster(HealthCheck):
     """A Django-Q2 cluster's heartbeat is alive with its configured number of workers."""
 
     def run(self) -> None:
-        try:
-            clusters = Stat.get_all()
-        except Exception as exc:
-            raise ServiceUnavailable(f"cluster state unreadable: {type(exc).__name__}") from exc
-        if not clusters:
-            raise ServiceUnavailable("no live task cluster")
-        workers, wanted = sum(len(c.workers) for c in clusters), settings.FORTUNE_WORKERS
-        if workers < wanted:
-            raise ServiceWarning(f"{workers} of {wanted} workers alive")
+        _raise_for(probes.cluster())
 
 
 @dataclasses.dataclass
 class Breakers(HealthCheck):
-    """Every circuit breaker closed (or disabled); an open one is a ServiceWarning, which
+    """Every circuit breaker closed (or disabled); a tripped one is a ServiceWarning, which
     django-health-check 4.x still answers with 500 (hence READY_CHECKS for load balancers)."""
 
     def run(self) -> None:
-        tripped = {name: state for name, state in breaker_states().items() if state in OPEN_STATES}
-        if tripped:
-            raise ServiceWarning(", ".join(f"{name} {state}" for name, state in sorted(tripped.items())))
+        _raise_for(probes.breakers())
 
 
 # /health/: the whole picture, for monitoring. Any failing or warning check answers 500.
 CHECKS = [
-    "health_check.checks.Database",
-    "health_check.checks.Cache",
+    Database,
+    Cache,
     ChromaDB,
     TaskCluster,
     Breakers,

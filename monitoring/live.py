@@ -4,7 +4,7 @@ Sends {"type": "snapshot", "snapshot": {...dashboard...}} on connect and again w
 changes. Workers, breakers and tasks change in other processes and the in-memory channel layer
 cannot carry their news (shared/NOTES.md), so the consumer polls the shared state every
 OPS_LIVE_POLL seconds and sends only when the picture differs; with Redis, hints from the
-workers (monitoring/signals.py) make it poll at once. Ages and elapsed times are left out of the
+workers (chat/signals.py) make it poll at once. Ages and elapsed times are left out of the
 comparison (the page ticks them itself) but a fresh snapshot goes out at least every
 RESEND_EVERY seconds. Close codes: 4403 not staff (also when not logged in).
 """
@@ -17,10 +17,9 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
-from chat.consumers import scope_user
-from chat.sockets import PollingConsumer
+from chat.signals import WORKERS_GROUP
+from chat.sockets import PollingConsumer, scope_user
 from monitoring.dashboard import live_snapshot
-from monitoring.signals import LIVE_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ class MonitoringConsumer(PollingConsumer):
         if await database_sync_to_async(staff_user)(self.scope) is None:
             await self.close(code=NOT_STAFF)
             return
-        await self.start_watching(LIVE_GROUP)
+        await self.start_watching(WORKERS_GROUP)
 
     monitoring_changed = PollingConsumer.wake_up
 

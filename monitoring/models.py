@@ -1,39 +1,17 @@
-from django.conf import settings
-from django.db import models
-from django.utils import timezone
+"""The operations admin's handles on the breaker log. The model lives in the resilience library
+(fortune_project.resilience); these proxies keep the admin's pages under "Monitoring"."""
+
+from fortune_project.resilience import models as resilience
 
 
-class BreakerState(models.TextChoices):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
-    FORCED_OPEN = "forced_open"
-    DISABLED = "disabled"
-
-
-class BreakerEvent(models.Model):
-    """One circuit-breaker transition; `who`/`actor` are set for operator actions only."""
-
-    name = models.CharField(max_length=50)
-    from_state = models.CharField(max_length=20, choices=BreakerState.choices)
-    to_state = models.CharField(max_length=20, choices=BreakerState.choices)
-    reason = models.CharField(max_length=300, blank=True)
-    who = models.CharField(max_length=150, blank=True, help_text="who acted, e.g. 'bob (api)'; blank = automatic")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    generation = models.PositiveIntegerField(default=0, help_text="the breaker's state number after this change")
-    created_at = models.DateTimeField(default=timezone.now)
+class BreakerEvent(resilience.BreakerEvent):
+    """The transition log, as the operations admin lists it."""
 
     class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["name", "-created_at"], name="breakerevent_name_time")]
-
-    def __str__(self) -> str:
-        return f"{self.name}: {self.from_state} → {self.to_state}"
+        proxy = True
 
 
-class CircuitBreaker(BreakerEvent):
+class CircuitBreaker(resilience.BreakerEvent):
     """Admin handle for the live breakers (their state lives in the cache, not in a table)."""
 
     class Meta:

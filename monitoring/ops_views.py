@@ -15,7 +15,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from monitoring import alerts, dashboard, workers
+from monitoring import alerts, dashboard
 from monitoring.health_checks import CHECKS, READY_CHECKS
 from monitoring.prometheus import metrics_view  # noqa: F401  (re-exported for the URL conf)
 
@@ -68,7 +68,7 @@ class WorkerPoolView(APIView):
 
     @extend_schema(responses=_POOL)
     def get(self, request):
-        return Response(workers.worker_pool())
+        return Response(dashboard.worker_pool())
 
 
 class AlertsView(APIView):

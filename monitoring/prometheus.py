@@ -8,7 +8,8 @@ dependency does not blank the whole page.
 """
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, IntegerField, Q, Sum
@@ -21,9 +22,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from chat.models import ACTIVE, TERMINAL, FortuneTask
-from monitoring.breakers import all_snapshots
-from monitoring.models import BreakerState
-from monitoring.workers import BUSY, IDLE, live_clusters, live_workers, queue_state
+from chat.stats import queue_state, status_counts
+from chat.workers import BUSY, IDLE, liveness
+from fortune_project.resilience.breakers import all_snapshots
+from fortune_project.resilience.models import BreakerState
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 
 
 def task_counts() -> Iterable[Metric]:
-    counts = dict(FortuneTask.objects.values_list("status").annotate(n=Count("id")))
+    counts = status_counts()
     finished = CounterMetricFamily("fortune_tasks_finished", "Tasks that reached a terminal status.", labels=["status"])
     for status in TERMINAL:
         finished.add_metric([status], counts.get(status, 0))
@@ -44,7 +46,7 @@ def task_counts() -> Iterable[Metric]:
     return [submitted, finished, active]
 
 
-def _histogram_row(row: dict, scale: float) -> tuple[list[tuple[str, float]], float]:
+def _histogram_row(row: Mapping[str, Any], scale: float) -> tuple[list[tuple[str, float]], float]:
     """Cumulative bucket counts and the sum (in seconds) from one aggregate row."""
     buckets = [(str(float(b)), row[f"le{i}"]) for i, b in enumerate(BUCKETS)] + [("+Inf", row["n"])]
     return buckets, (row["total"] or 0) / scale
@@ -96,8 +98,8 @@ def queue_metrics() -> Iterable[Metric]:
 
 
 def worker_metrics() -> Iterable[Metric]:
-    clusters = live_clusters()
-    workers = live_workers(clusters)
+    live = liveness()
+    clusters, workers = live.clusters, live.workers
     by_state = GaugeMetricFamily("fortune_workers", "Live task workers by state.", labels=["state"])
     for state in (BUSY, IDLE):
         by_state.add_metric([state], sum(w["state"] == state for w in workers))

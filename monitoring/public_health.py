@@ -1,60 +1,33 @@
-"""GET /api/v1/async-chat/health: public, fast, from cached state only (no outbound calls)."""
+"""GET /api/v1/async-chat/health: public, fast, from cached state only (no outbound calls).
+
+Mounted by the root URL conf (fortune_project/urls.py) next to the chat API it describes.
+"""
 
 import time
 
-from django.core.cache import cache
-from django.db import connection
-from django_q.status import Stat
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fortune_project.errors import RETRY_AFTER_503
-from monitoring.breakers import breaker_states
-
-
-def _database() -> dict:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        return {"status": "ok", "detail": connection.vendor}
-    except Exception as exc:
-        return {"status": "down", "detail": type(exc).__name__}
-
-
-def _cache() -> dict:
-    try:
-        cache.get("health:probe")
-        return {"status": "ok", "detail": type(cache).__name__}
-    except Exception as exc:
-        return {"status": "down", "detail": type(exc).__name__}
-
-
-def _workers() -> dict:
-    try:
-        clusters = Stat.get_all()
-    except Exception as exc:
-        return {"status": "degraded", "detail": f"cluster state unreadable: {type(exc).__name__}"}
-    workers = sum(len(c.workers) for c in clusters)
-    if not workers:
-        return {"status": "degraded", "detail": "no live task cluster"}
-    return {"status": "ok", "detail": f"{len(clusters)} cluster(s), {workers} worker(s)"}
-
-
-def _from_breakers(states: dict[str, str], *names: str) -> dict:
-    bad = [f"{n} breaker {states[n]}" for n in names if states.get(n) in ("open", "forced_open")]
-    return {"status": "degraded", "detail": ", ".join(bad)} if bad else {"status": "ok", "detail": "breakers closed"}
+from fortune_project.resilience.breakers import breaker_states
+from monitoring import probes
 
 
 def health_snapshot() -> dict:
     started = time.monotonic()
-    components = {"database": _database(), "cache": _cache()}
-    states = breaker_states() if components["cache"]["status"] == "ok" else {}
-    components["workers"] = (
-        _workers() if components["cache"]["status"] == "ok" else {"status": "degraded", "detail": "cache down"}
-    )
-    components["rag"] = _from_breakers(states, "rag", "chromadb")
-    components["llm"] = _from_breakers(states, "llm")
+    components = {"database": probes.database().as_dict(), "cache": probes.cache().as_dict()}
+    cache_ok = components["cache"]["status"] == probes.OK
+    states = breaker_states() if cache_ok else {}
+    cluster = probes.cluster() if cache_ok else probes.Probe(probes.DOWN, "cache down")
+    # Workers missing delay answers but do not stop the API: degraded, never down, here.
+    components["workers"] = {
+        "status": probes.OK if cluster.status == probes.OK else probes.DEGRADED,
+        "detail": cluster.detail,
+    }
+    components["rag"] = probes.breakers("rag", "chromadb", states=states).as_dict()
+    components["llm"] = probes.breakers("llm", states=states).as_dict()
     statuses = {c["status"] for c in components.values()}
     overall = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
     return {
@@ -69,7 +42,7 @@ class PublicHealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
-    def get(self, request):
+    def get(self, request: Request) -> Response:
         body = health_snapshot()
         if body["status"] != "down":
             return Response(body)

@@ -11,13 +11,16 @@ class FailureRateSerializer(serializers.Serializer):
 
 class CacheHealthSerializer(serializers.Serializer):
     ok = serializers.BooleanField(help_text="whether the shared state could be read just now")
-    errors = serializers.IntegerField(help_text="cache errors seen by the answering process")
+    # DRF's metaclass moves declared fields off the class: this never hides Serializer.errors at runtime.
+    errors = serializers.IntegerField(  # type: ignore[assignment]
+        help_text="cache errors seen by the answering process"
+    )
     last_error = serializers.CharField(allow_null=True)
     last_error_at = serializers.CharField(allow_null=True)
 
 
 class BreakerSerializer(serializers.Serializer):
-    """A breaker snapshot (monitoring.breakers.Breaker.snapshot); documents the response shape."""
+    """A breaker snapshot (fortune_project.resilience.breakers.Breaker.snapshot); documents the response shape."""
 
     name = serializers.CharField()
     state = serializers.ChoiceField(["closed", "open", "half_open", "forced_open", "disabled"])

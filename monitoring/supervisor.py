@@ -41,6 +41,7 @@ class Child:
     def stop(self) -> None:
         if not self.alive():
             return
+        assert self.popen is not None  # alive() is False without one
         self.popen.send_signal(signal.SIGTERM)
         try:
             self.popen.wait(STOP_TIMEOUT)

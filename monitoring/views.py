@@ -1,4 +1,4 @@
-"""Operator API for the circuit breakers: thin views over monitoring.breakers.apply_action."""
+"""Operator API for the circuit breakers: thin views over fortune_project.resilience.breakers.apply_action."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fortune_project.errors import ServiceUnavailable
-from monitoring.breakers import BreakerUnavailable, UnknownBreaker, all_snapshots, apply_action
+from fortune_project.resilience.breakers import BreakerUnavailable, UnknownBreaker, all_snapshots, apply_action
 from monitoring.serializers import BreakerActionSerializer, BreakerSerializer
 
 

@@ -1,10 +1,19 @@
 """Admin for temples and their fortune poems (the database is the truth; ChromaDB indexes it)."""
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from rag.models import Poem, Temple
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _PoemCount(TypedDict):
+    poem_count: int
 
 
 @admin.register(Temple)
@@ -17,7 +26,7 @@ class TempleAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(poem_count=Count("poems"))
 
     @admin.display(description="poems", ordering="poem_count")
-    def poem_count(self, temple: Temple) -> int:
+    def poem_count(self, temple: "WithAnnotations[Temple, _PoemCount]") -> int:
         return temple.poem_count
 
 

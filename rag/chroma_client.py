@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from monitoring.breakers import BreakerOpen, Ignored, get_breaker
-from monitoring.timeouts import call_with_timeout
+from fortune_project.resilience.breakers import BreakerOpen, Ignored, get_breaker
+from fortune_project.resilience.deadlines import call_with_timeout
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -300,6 +300,8 @@ def _forget(client: Any) -> None:
     from chromadb.api.shared_system_client import SharedSystemClient
 
     identifier = getattr(client, "_identifier", None)
+    if identifier is None:
+        return  # nothing was cached under it
     SharedSystemClient._identifier_to_system.pop(identifier, None)
     SharedSystemClient._identifier_to_refcount.pop(identifier, None)
 

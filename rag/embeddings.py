@@ -12,11 +12,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
-from monitoring.timeouts import StageTimeout, call_with_timeout
+from fortune_project.resilience.deadlines import StageTimeout, call_with_timeout
+
+if TYPE_CHECKING:  # imported where used, so that importing this module loads no model runtime
+    import onnxruntime
+    import openai
+    from tokenizers import Tokenizer
 
 BATCH_SIZE = 32
 # all-MiniLM-L6-v2 was trained on 256 tokens (sentence_bert_config.json); the packaged
@@ -47,8 +52,8 @@ class OnnxEmbedder:
 
     def __init__(self, batch_size: int = BATCH_SIZE):
         self.batch_size = batch_size
-        self._session = None
-        self._tokenizer = None
+        self._session: onnxruntime.InferenceSession | None = None
+        self._tokenizer: Tokenizer | None = None
         self._load_lock = threading.Lock()
 
     def _load(self) -> None:
@@ -94,6 +99,7 @@ class OnnxEmbedder:
     def _embed_batch(self, texts: list[str]) -> list[list[float]]:
         import numpy as np
 
+        assert self._tokenizer is not None and self._session is not None  # embed() loaded them
         encodings = self._tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
@@ -111,7 +117,7 @@ class OpenAIEmbedder:
     def __init__(self, base_url: str, api_key: str, model: str, batch_size: int = 256):
         self.base_url, self.api_key, self.model, self.batch_size = base_url, api_key, model, batch_size
         self.model_id = f"openai-{model}"
-        self._client = None
+        self._client: openai.OpenAI | None = None
 
     def embed(self, texts: Sequence[str], timeout: float) -> list[list[float]]:
         import numpy as np

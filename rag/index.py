@@ -4,7 +4,7 @@ from different models never meet."""
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TextIO
+from io import TextIOBase
 
 from django.conf import settings
 
@@ -154,7 +154,7 @@ def _poem_of(doc_id: str) -> int | None:
     return int(parts[1]) if len(parts) >= 3 and parts[0] == "poem" and parts[1].isdigit() else None
 
 
-def index_changed_poems(poem_ids: list[int], stdout: TextIO, stderr: TextIO) -> bool:
+def index_changed_poems(poem_ids: list[int], stdout: TextIOBase, stderr: TextIOBase) -> bool:
     """For `load_poems`: index what it changed; a failure is reported, never fatal, because
     the poems are loaded (retrieval falls back to their text) and `rag_reindex` can catch up."""
     if not poem_ids:

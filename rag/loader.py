@@ -142,6 +142,7 @@ def _check_lengths(row: dict) -> None:
         "rank": Poem._meta.get_field("rank").max_length,
     }
     for key, limit in limits.items():
+        assert limit is not None  # each of these fields declares a max_length
         if len(str(row.get(key) or "").strip()) > limit:
             raise BadRow(f"{key} is longer than {limit} characters")
 

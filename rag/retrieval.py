@@ -6,13 +6,12 @@ the result says so (`rag_unavailable`).
 """
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
-from monitoring.breakers import BreakerOpen, Ignored, get_breaker
-from monitoring.timeouts import Deadline
+from fortune_project.resilience.breakers import BreakerOpen, get_breaker
+from fortune_project.resilience.deadlines import BudgetSpent, Deadline
 from rag import chroma_client, embeddings, index
 from rag.chroma_client import ChromaBreakerOpen, ChromaUnavailable, Hit
 from rag.embeddings import EmbeddingError
@@ -26,10 +25,6 @@ RAG_BREAKER_OPEN = "rag_breaker_open"
 POEM_NOT_INDEXED = "poem_not_indexed"
 
 
-class BudgetSpent(Ignored):
-    """The retrieval's time ran out between calls: nothing to blame on Chroma (Ignored)."""
-
-
 _FAILURES = (ChromaUnavailable, EmbeddingError, BudgetSpent)
 
 
@@ -39,27 +34,9 @@ class Retrieval:
     degraded_reasons: list[str] = field(default_factory=list)
 
 
-class _Budget:
-    """Seconds left for the remaining calls of one retrieval."""
-
-    def __init__(self, seconds: float):
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(self.end - time.monotonic(), 0.0)
-
-    def for_call(self, name: str) -> float:
-        """The seconds the next call may take; BudgetSpent when none remain, so a call that
-        could only time out at once is not made (and not counted against its breaker)."""
-        left = self.left()
-        if left <= 0:
-            raise BudgetSpent(f"no retrieval time left for {name}")
-        return left
-
-
 def retrieve(question: str, poem: Poem, deadline: Deadline) -> Retrieval:
     """The poem's own passages, most relevant first, then RAG_RELATED_K from its temple's other poems."""
-    budget = _Budget(deadline.budget(settings.RAG_TIMEOUT))  # DeadlineExceeded ends the task
+    budget = deadline.stage("retrieval", settings.RAG_TIMEOUT)  # DeadlineExceeded ends the task
     try:
         own, related = get_breaker("rag").call(_semantic, question, poem, budget)
     except (BreakerOpen, ChromaBreakerOpen) as exc:
@@ -74,7 +51,7 @@ def retrieve(question: str, poem: Poem, deadline: Deadline) -> Retrieval:
     return Retrieval(own + related)
 
 
-def _semantic(question: str, poem: Poem, budget: "_Budget") -> tuple[list[Passage] | None, list[Passage]]:
+def _semantic(question: str, poem: Poem, budget: Deadline) -> tuple[list[Passage] | None, list[Passage]]:
     vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
     return _own_passages(vector, poem, budget), _related_passages(vector, poem, budget)
 
@@ -82,7 +59,7 @@ def _semantic(question: str, poem: Poem, budget: "_Budget") -> tuple[list[Passag
 def search(question: str, temple: Temple | None = None, k: int = 5, timeout: float | None = None) -> list[Passage]:
     """The k passages nearest to the question, across poems (of one temple if given).
     Raises ChromaUnavailable, EmbeddingError or BudgetSpent: free browsing has no poem to fall back on."""
-    budget = _Budget(settings.RAG_SEARCH_TIMEOUT if timeout is None else timeout)
+    budget = Deadline.after(settings.RAG_SEARCH_TIMEOUT if timeout is None else timeout, name="search", final=False)
     vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
     where = {"temple": temple.slug} if temple else None
     hits = chroma_client.query(
@@ -96,7 +73,7 @@ def to_passage(hit: Hit) -> Passage:
     return Passage(int(hit.metadata["poem_id"]), str(hit.metadata["topic"]), hit.document, 1.0 - hit.distance)
 
 
-def _own_passages(vector: list[float], poem: Poem, budget: _Budget) -> list[Passage] | None:
+def _own_passages(vector: list[float], poem: Poem, budget: Deadline) -> list[Passage] | None:
     """Ranked by Chroma; None unless the index holds exactly the poem's current text."""
     hits = chroma_client.query(
         index.collection_name(),
@@ -110,7 +87,7 @@ def _own_passages(vector: list[float], poem: Poem, budget: _Budget) -> list[Pass
     return ranked if {p.topic: p.text for p in ranked} == current else None
 
 
-def _related_passages(vector: list[float], poem: Poem, budget: _Budget) -> list[Passage]:
+def _related_passages(vector: list[float], poem: Poem, budget: Deadline) -> list[Passage]:
     if settings.RAG_RELATED_K <= 0:
         return []
     where = {"$and": [{"temple": poem.temple.slug}, {"poem_id": {"$ne": poem.id}}]}

@@ -4,7 +4,7 @@ from rag.models import Poem, Temple
 
 
 class PoemSerializer(serializers.ModelSerializer):
-    temple = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    temple: serializers.SlugRelatedField[Temple] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     temple_name = serializers.CharField(source="temple.name", read_only=True)
 
     class Meta:

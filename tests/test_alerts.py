@@ -8,9 +8,10 @@ from django.utils import timezone
 from django_q.status import Stat
 
 from chat.models import Conversation, FortuneTask
+from chat.workers import Liveness
+from fortune_project.resilience.breakers import all_snapshots, get_breaker
 from monitoring import alerts
 from monitoring.alerts import Facts
-from monitoring.breakers import all_snapshots, get_breaker
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -144,8 +145,8 @@ def test_since_is_the_first_time_an_alert_was_seen(stopped_cluster):
 
 def test_a_cleared_alert_starts_afresh(stopped_cluster):
     alerts.current_alerts(clock=lambda: NOW)
-    pool = {"clusters": [{}], "workers": [{}, {}, {}], "queued": 0, "oldest_queued_age_ms": None}
-    assert alerts.current_alerts(clock=lambda: NOW + timedelta(minutes=1), pool=pool) == []
+    live = Liveness([{}], [{}, {}, {}])
+    assert alerts.current_alerts(clock=lambda: NOW + timedelta(minutes=1), live=live) == []
     [again] = alerts.current_alerts(clock=lambda: NOW + timedelta(minutes=2))
     assert again["since"] == iso(NOW + timedelta(minutes=2))
 

@@ -2,9 +2,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from chat.metrics import percentile
 from chat.models import FortuneTask
 from chat.pipeline import run_fortune_task
+from chat.stats import percentile
 
 
 def ask(client):

@@ -5,8 +5,8 @@ from uuid import uuid4
 import pytest
 from django.test import Client
 
-from monitoring.breakers import get_breaker
-from monitoring.models import BreakerEvent
+from fortune_project.resilience.breakers import get_breaker
+from fortune_project.resilience.models import BreakerEvent
 
 PAGE = "/admin/monitoring/circuitbreaker/"
 

@@ -7,9 +7,9 @@ from uuid import uuid4
 import pytest
 from django.core.management import CommandError, call_command
 
-from monitoring.breakers import get_breaker
+from fortune_project.resilience.breakers import get_breaker
+from fortune_project.resilience.models import BreakerEvent
 from monitoring.management.commands.reset_breakers import command_actor
-from monitoring.models import BreakerEvent
 from tests.support.breaker_procs import shared_store
 from tests.support.processes import base_env, run_manage
 

@@ -6,7 +6,7 @@ from uuid import uuid4
 import pytest
 from django.core.cache.backends.base import BaseCache
 
-from monitoring.breakers import (
+from fortune_project.resilience.breakers import (
     Breaker,
     BreakerOpen,
     BreakerUnavailable,
@@ -17,8 +17,8 @@ from monitoring.breakers import (
     check_breakers,
     get_breaker,
 )
-from monitoring.models import BreakerEvent
-from monitoring.timeouts import DeadlineExceeded, StageTimeout
+from fortune_project.resilience.deadlines import DeadlineExceeded, StageTimeout
+from fortune_project.resilience.models import BreakerEvent
 
 START = 1_700_000_000.0
 

@@ -3,7 +3,7 @@
 import pytest
 from django.test import Client
 
-from chat.fake_llm_server import READING
+from monitoring.drills.fake_llm import READING
 from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot
 from tests.support.processes import base_env, free_port, manage, port_open, run_manage, wait_until
 

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 from django_q.status import Stat
 
+from chat import workers
 from chat.models import Conversation, FortuneTask
-from monitoring import workers
 
 ENDPOINTS = ("dashboard", "worker-pool", "alerts")
 

@@ -7,7 +7,7 @@ import pytest
 from chat.models import FortuneTask
 from chat.pipeline import run_fortune_task
 from chat.submission import Question, submit_question
-from monitoring.breakers import Breaker, get_breaker
+from fortune_project.resilience.breakers import Breaker, get_breaker
 
 pytest_plugins = ["tests.support.fake_llm"]
 

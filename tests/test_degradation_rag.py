@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from chat.pipeline import run_fortune_task
 from chat.submission import Question, submit_question
-from monitoring.breakers import get_breaker
-from monitoring.timeouts import Deadline
+from fortune_project.resilience.breakers import get_breaker
+from fortune_project.resilience.deadlines import Deadline
 from rag.retrieval import retrieve
 from tests.support import chroma
 

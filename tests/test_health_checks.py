@@ -1,18 +1,15 @@
 """django-health-check at /health/: every check up, then each dependency down on its own."""
 
-import contextlib
-import socket
-from types import SimpleNamespace
 
 import pytest
 from django.core.cache import caches
-from django.db import OperationalError, connections
-from django.utils import timezone
 from django_q.status import Stat
 from health_check.exceptions import ServiceUnavailable
 
 from monitoring.health_checks import ChromaDB
+from monitoring.probes import Probe
 from rag import chroma_client
+from tests.support.stat import fake_stat
 
 CHECKS = {
     "database": "Database(alias='default')",
@@ -24,13 +21,11 @@ CHECKS = {
 
 
 def cluster_of(workers: int) -> list:
-    now = timezone.now()
-    stat = SimpleNamespace(workers=list(range(11, 11 + workers)), host=socket.gethostname(), tob=now, timestamp=now)
-    return [stat]
+    return [fake_stat(*range(11, 11 + workers))]
 
 
 @pytest.fixture
-def all_up(db, monkeypatch):
+def all_up(transactional_db, monkeypatch):
     """A live cluster with its 3 workers and a Chroma that answers its heartbeat."""
     monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: cluster_of(3)))
     monkeypatch.setattr(chroma_client, "heartbeat", lambda timeout: 1)
@@ -54,26 +49,21 @@ def test_all_checks_pass_with_200(client, all_up):
 
 @pytest.fixture
 def database_down(monkeypatch):
-    @contextlib.contextmanager
-    def refused(self):
-        raise OperationalError("connection refused")
-        yield
-
-    monkeypatch.setattr(type(connections["default"]), "temporary_connection", refused)
+    monkeypatch.setattr("monitoring.probes.database", lambda: Probe("down", "OperationalError"))
 
 
 def test_the_database_down(client, all_up, database_down):
     status, body = health(client)
-    assert (status, failing(body)) == (500, {"database": "Unavailable: connection refused"})
+    assert (status, failing(body)) == (500, {"database": "Unavailable: OperationalError"})
 
 
 def test_the_cache_down(client, all_up, monkeypatch):
-    async def refused(self, *args, **kwargs):
+    def refused(self, *args, **kwargs):
         raise ConnectionError("cache refused")
 
-    monkeypatch.setattr(type(caches["default"]), "aset", refused)
+    monkeypatch.setattr(type(caches["default"]), "get", refused)
     status, body = health(client)
-    assert (status, failing(body)) == (500, {"cache": "Unexpected Result: Connection Error"})
+    assert (status, failing(body)) == (500, {"cache": "Unavailable: ConnectionError"})
 
 
 def test_chromadb_down(client, all_up, monkeypatch):
@@ -101,7 +91,7 @@ def test_an_open_breaker_is_a_warning(client, all_up, monkeypatch):
     # Stubbed at the seam: the in-memory test database's shared-cache mode refuses concurrent
     # writes ("table is locked") that a file database in WAL mode allows, so with real state the
     # cache check, running beside this one in another thread, failed now and then.
-    monkeypatch.setattr("monitoring.health_checks.breaker_states", lambda: {"llm": "forced_open", "rag": "closed"})
+    monkeypatch.setattr("monitoring.probes.breaker_states", lambda: {"llm": "forced_open", "rag": "closed"})
     status, body = health(client)
     assert (status, failing(body)) == (500, {"breakers": "Warning: llm forced_open"})
 
@@ -109,7 +99,7 @@ def test_an_open_breaker_is_a_warning(client, all_up, monkeypatch):
 def test_readiness_stays_200_while_chroma_the_cluster_and_a_breaker_are_down(client, all_up, monkeypatch):
     monkeypatch.setattr(chroma_client, "heartbeat", lambda timeout: (_ for _ in ()).throw(OSError("down")))
     monkeypatch.setattr(Stat, "get_all", staticmethod(lambda broker=None: []))
-    monkeypatch.setattr("monitoring.health_checks.breaker_states", lambda: {"llm": "open"})
+    monkeypatch.setattr("monitoring.probes.breaker_states", lambda: {"llm": "open"})
     response = client.get("/health/ready/?format=json")
     assert response.status_code == 200
     assert set(response.json()) == {CHECKS["database"], CHECKS["cache"]}

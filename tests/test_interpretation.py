@@ -7,14 +7,15 @@ import pytest
 from django.utils import timezone
 
 from chat import interpretation, llm
-from chat.fake_llm_server import READING
 from chat.interpretation import interpret
 from chat.live import TextPublisher
 from chat.models import FortuneTask, Message
 from chat.offline_reader import compose_reading
 from chat.pipeline import run_fortune_task
+from chat.prompt import recent_turns
 from chat.submission import Question, submit_question
-from monitoring.timeouts import Deadline, DeadlineExceeded
+from fortune_project.resilience.deadlines import Deadline, DeadlineExceeded
+from monitoring.drills.fake_llm import READING
 from rag.passages import keyword_passages
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm fixtures
@@ -76,12 +77,12 @@ def test_the_llm_budget_is_the_smaller_of_llm_timeout_and_the_time_left(poem, se
     settings.LLM_BASE_URL, settings.LLM_TIMEOUT = "http://127.0.0.1:9/v1", 60
     budgets: list[float] = []
     monkeypatch.setattr(
-        llm, "stream_reading", lambda m, budget_seconds, on_text: budgets.append(budget_seconds) or "ok"
+        llm, "stream_reading", lambda m, deadline, on_text: budgets.append(deadline.for_call("llm")) or "ok"
     )
     ask(poem, seconds=10)
     ask(poem, seconds=600)
     assert 8.5 < budgets[0] <= 9.0  # ten seconds left, one kept back for the fallback
-    assert budgets[1] == 60
+    assert 59.9 < budgets[1] <= 60
 
 
 # --- the throttle ----------------------------------------------------------------------------------
@@ -183,8 +184,7 @@ def test_it_sends_the_conversation_history_and_language(poem, fake_llm, alice):
         [],
         deadline_in(60),
         language="ja",
-        conversation=second.conversation_id,
-        task_id=second.id,
+        history=recent_turns(second.conversation_id, second.id),
     )
     system, user = fake_llm.stats()["last_request"]["messages"]
     assert "Write in Japanese" in system["content"]

@@ -10,9 +10,9 @@ from django.conf import settings as django_settings
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from chat import workers
 from fortune_project.asgi import application
-from monitoring import workers
-from monitoring.breakers import get_breaker
+from fortune_project.resilience.breakers import get_breaker
 from monitoring.live import fingerprint
 
 ORIGIN = (b"origin", b"http://testserver")

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from chat import llm
-from chat.fake_llm_server import READING
+from fortune_project.resilience.deadlines import Deadline
+from monitoring.drills.fake_llm import READING
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm fixtures
 
@@ -14,14 +15,14 @@ MESSAGES = [{"role": "user", "content": "Will my shop do well?"}]
 
 def read(budget: float = 2.0, on_text=None) -> tuple[str, float]:
     started = time.monotonic()
-    text = llm.stream_reading(MESSAGES, budget_seconds=budget, on_text=on_text)
+    text = llm.stream_reading(MESSAGES, deadline=Deadline.after(budget), on_text=on_text)
     return text, time.monotonic() - started
 
 
 def fails_within(exc_type: type[Exception], seconds: float, budget: float = 2.0) -> Exception:
     started = time.monotonic()
     with pytest.raises(exc_type) as error:
-        llm.stream_reading(MESSAGES, budget_seconds=budget)
+        llm.stream_reading(MESSAGES, deadline=Deadline.after(budget))
     assert time.monotonic() - started < seconds
     return error.value
 
@@ -119,7 +120,7 @@ def test_a_stream_that_stalls_midway_times_out(fake_llm, settings):
     seen: list[str] = []
     started = time.monotonic()
     with pytest.raises(llm.LLMTimeout):
-        llm.stream_reading(MESSAGES, budget_seconds=5.0, on_text=seen.append)
+        llm.stream_reading(MESSAGES, deadline=Deadline.after(5.0), on_text=seen.append)
     assert time.monotonic() - started < 1.6
     assert seen, "the chunks before the stall were passed on"
 

@@ -4,8 +4,8 @@ from uuid import uuid4
 
 import pytest
 
-from monitoring.breakers import get_breaker
-from monitoring.models import BreakerEvent
+from fortune_project.resilience.breakers import get_breaker
+from fortune_project.resilience.models import BreakerEvent
 
 URL = "/api/v1/monitoring/circuit-breakers"
 CONTRACT_FIELDS = {

@@ -13,7 +13,10 @@ from tests.support.processes import base_env, free_port, manage, port_open, run_
 pytestmark = [pytest.mark.slow, needs_browser]
 
 STAFF = "from django.contrib.auth.models import User; User.objects.create_user('bob', password='bob-pw', is_staff=True)"
-FORCE_OPEN = "from monitoring.breakers import get_breaker; get_breaker('rag').force_open(who='ops drill (shell)')"
+FORCE_OPEN = (
+    "from fortune_project.resilience.breakers import get_breaker; "
+    "get_breaker('rag').force_open(who='ops drill (shell)')"
+)
 
 
 @pytest.fixture

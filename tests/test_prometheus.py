@@ -10,9 +10,10 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from chat import workers
 from chat.models import Conversation, FortuneTask
-from monitoring import prometheus, workers
-from monitoring.breakers import get_breaker
+from fortune_project.resilience.breakers import get_breaker
+from monitoring import prometheus
 from tests.support import cluster as c
 from tests.support.processes import ROOT, base_env, wait_until
 

@@ -1,5 +1,7 @@
 from rest_framework.test import APIClient
 
+from monitoring.probes import Probe
+
 URL = "/api/v1/async-chat/health"
 
 
@@ -18,7 +20,7 @@ def test_it_is_degraded_without_a_live_cluster(db):
 
 
 def test_it_answers_503_down_when_the_database_fails(db, monkeypatch):
-    monkeypatch.setattr("monitoring.public_health._database", lambda: {"status": "down", "detail": "OperationalError"})
+    monkeypatch.setattr("monitoring.probes.database", lambda: Probe("down", "OperationalError"))
     response = APIClient().get(URL)
     assert response.status_code == 503
     assert response.json()["status"] == "down"

@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from monitoring.breakers import get_breaker
-from monitoring.timeouts import Deadline, DeadlineExceeded
+from fortune_project.resilience.breakers import get_breaker
+from fortune_project.resilience.deadlines import Deadline, DeadlineExceeded
 from rag import chroma_client, embeddings, index
 from rag.chroma_client import ChromaUnavailable
 from rag.embeddings import EmbeddingError

@@ -15,11 +15,11 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from chat import consumers, live
-from chat.fake_llm_server import READING
 from chat.models import FortuneTask, Status
 from chat.pipeline import run_fortune_task
 from chat.submission import Question, submit_question
 from fortune_project.asgi import application
+from monitoring.drills.fake_llm import READING
 from tests.support.processes import Process, free_port, port_open, wait_until
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm fixtures

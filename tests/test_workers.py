@@ -2,12 +2,10 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
@@ -15,29 +13,13 @@ from django.utils import timezone
 from django_q.signals import post_execute_in_worker, post_spawn, pre_execute
 from django_q.status import Stat
 
+from chat import signals, workers
 from chat.pipeline import run_fortune_task
-from monitoring import signals, workers
+from monitoring.dashboard import worker_pool
 from tests.support import cluster as c
 from tests.support.fake_llm import fake_llm_server  # noqa: F401  (fixture)
 from tests.support.processes import ROOT, base_env, wait_until
-
-HOST = socket.gethostname()
-
-
-def fake_stat(*pids: int, cluster_id: str = "c1", host: str = HOST) -> SimpleNamespace:
-    """What Stat.get_all() returns for one live cluster."""
-    now = timezone.now()
-    return SimpleNamespace(
-        cluster_id=cluster_id,
-        host=host,
-        pid=100,
-        status="Idle",
-        workers=list(pids),
-        task_q_size=0,
-        reincarnations=0,
-        tob=now - timedelta(minutes=5),
-        timestamp=now,
-    )
+from tests.support.stat import HOST, fake_stat
 
 
 @pytest.fixture
@@ -101,7 +83,7 @@ def test_the_pool_shows_the_live_clusters_workers_with_their_state(db, stats):
     started = timezone.now() - timedelta(seconds=3)
     workers.record("busy", task="abc", now=started, pid=12, host=HOST)
     workers.record("idle", pid=13, host=HOST)
-    pool = workers.worker_pool()
+    pool = worker_pool()
     by_pid = {w["pid"]: w for w in pool["workers"]}
     assert [by_pid[p]["state"] for p in (11, 12, 13)] == ["idle", "busy", "idle"]
     assert by_pid[12]["task"] == "abc" and by_pid[12]["busy_ms"] >= 3000
@@ -111,14 +93,14 @@ def test_the_pool_shows_the_live_clusters_workers_with_their_state(db, stats):
 
 def test_a_record_without_a_live_cluster_is_not_shown(db, stats):
     workers.record("busy", task="abc", pid=99, host=HOST)
-    assert workers.worker_pool()["workers"] == []
+    assert worker_pool()["workers"] == []
 
 
 # --- A real cluster -----------------------------------------------------------------------------
 
 WATCH = """
 import json, time
-from monitoring.workers import worker_pool
+from monitoring.dashboard import worker_pool
 end = time.monotonic() + {seconds}
 while time.monotonic() < end:
     print("POOL=" + json.dumps(worker_pool(), default=str), flush=True)

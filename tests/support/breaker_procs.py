@@ -121,7 +121,7 @@ def start_children(count: int, env: dict[str, str], log_dir: Path) -> list[Child
 
 
 def _call(name: str, mode: str) -> dict:
-    from monitoring.breakers import BreakerOpen, get_breaker
+    from fortune_project.resilience.breakers import BreakerOpen, get_breaker
 
     breaker = get_breaker(name)
     try:
@@ -147,7 +147,7 @@ def _work(log: str | None, sleep: float, mode: str) -> str:
 def _storm(name: str, threads: str, at: str, sleep: str, mode: str, log: str) -> dict:
     from django.db import connection
 
-    from monitoring.breakers import BreakerOpen, get_breaker
+    from fortune_project.resilience.breakers import BreakerOpen, get_breaker
 
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
@@ -175,13 +175,13 @@ def _storm(name: str, threads: str, at: str, sleep: str, mode: str, log: str) ->
 
 
 def _state(name: str) -> dict:
-    from monitoring.breakers import get_breaker
+    from fortune_project.resilience.breakers import get_breaker
 
     return {"state": get_breaker(name).state()}
 
 
 def _snapshot(name: str) -> dict:
-    from monitoring.breakers import get_breaker
+    from fortune_project.resilience.breakers import get_breaker
 
     return get_breaker(name).snapshot()
 

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from monitoring.breakers import all_snapshots
+from fortune_project.resilience.breakers import all_snapshots
 
 COLUMNS = {
     "name": "NAME",

@@ -3,7 +3,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from monitoring.breakers import BreakerUnavailable, apply_action, breaker_names
+from fortune_project.resilience.breakers import BreakerUnavailable, apply_action, breaker_names
 from monitoring.management.commands.breakers import table
 
 

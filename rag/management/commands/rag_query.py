@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from monitoring.timeouts import Deadline
+from fortune_project.resilience.deadlines import Deadline
 from rag.chroma_client import ChromaUnavailable
 from rag.embeddings import EmbeddingError
 from rag.models import Poem, Temple
