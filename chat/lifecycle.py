@@ -9,14 +9,9 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from chat.models import ACTIVE, FortuneTask, Stage, Status, TaskId
+from fortune_project.timefmt import ms_between
 
 log = logging.getLogger(__name__)
-
-
-def _ms(start: datetime | None, end: datetime | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, int((end - start).total_seconds() * 1000))
 
 
 def claim_task(task_id: TaskId, pid: int, now: datetime | None = None) -> FortuneTask | None:
@@ -52,11 +47,11 @@ def finish_task(
     """End a running task. Returns False if it had already ended some other way."""
     now = now or timezone.now()
     timings = {
-        "queue_ms": _ms(task.submitted_at, task.started_at),
+        "queue_ms": ms_between(task.submitted_at, task.started_at),
         "rag_ms": None,
         "llm_ms": None,
         **(timings or {}),
-        "total_ms": _ms(task.submitted_at, now),
+        "total_ms": ms_between(task.submitted_at, now),
     }
     won = FortuneTask.objects.filter(id=task.id, status=Status.RUNNING).update(
         status=status,
@@ -83,12 +78,12 @@ def _end_active(queryset, status: str, error: dict | None, now: datetime) -> int
             finished_at=now,
             error=error,
             timings={
-                "queue_ms": _ms(task.submitted_at, task.started_at or now),
+                "queue_ms": ms_between(task.submitted_at, task.started_at or now),
                 "rag_ms": None,
                 "llm_ms": None,
-                "total_ms": _ms(task.submitted_at, now),
+                "total_ms": ms_between(task.submitted_at, now),
             },
-            total_ms=_ms(task.submitted_at, now),
+            total_ms=ms_between(task.submitted_at, now),
         )
         ended += won
     return ended
