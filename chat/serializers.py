@@ -2,15 +2,21 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from chat.models import Conversation, FortuneTask, Message
+from fortune_project.fields import (
+    StrictCharField,
+    StrictChoiceField,
+    StrictPrimaryKeyRelatedField,
+    StrictSlugRelatedField,
+)
 from rag.models import LANGUAGES, Poem, Temple
 
 
 class SubmitSerializer(serializers.Serializer):
-    question = serializers.CharField(min_length=1, max_length=2000, trim_whitespace=True)
-    temple = serializers.SlugRelatedField(slug_field="slug", queryset=Temple.objects.all(), required=False)
-    language = serializers.ChoiceField(choices=[code for code, _ in LANGUAGES], default="en")
-    conversation = serializers.PrimaryKeyRelatedField(queryset=Conversation.objects.none(), required=False)
-    poem = serializers.PrimaryKeyRelatedField(queryset=Poem.objects.select_related("temple"), required=False)
+    question = StrictCharField(min_length=1, max_length=2000, trim_whitespace=True)
+    temple = StrictSlugRelatedField(slug_field="slug", queryset=Temple.objects.all(), required=False)
+    language = StrictChoiceField(choices=[code for code, _ in LANGUAGES], default="en")
+    conversation = StrictPrimaryKeyRelatedField(queryset=Conversation.objects.none(), required=False)
+    poem = StrictPrimaryKeyRelatedField(queryset=Poem.objects.select_related("temple"), required=False)
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -224,6 +224,8 @@ BREAKER_CACHE = envstr("BREAKER_CACHE", "default")
 BREAKER_KEY_PREFIX = envstr("BREAKER_KEY_PREFIX", "breaker")
 
 # --- API ------------------------------------------------------------------------------------
+# Request bodies nested deeper than this are refused (400 malformed_json) before they are parsed.
+API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32, minimum=2)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "chat.auth.BearerTokenAuthentication",
@@ -231,7 +233,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["fortune_project.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "fortune_project.errors.api_exception_handler",
@@ -243,6 +245,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     # Not a public endpoint (contract): a token or a logged-in session, as for the API itself.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "fortune_project.openapi.add_error_responses",
+    ],
 }
 
 # --- The rest -------------------------------------------------------------------------------
