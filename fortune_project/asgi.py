@@ -9,7 +9,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from fortune_project import daphne_close_codes  # noqa: E402
 from fortune_project.routing import websocket_urlpatterns  # noqa: E402
+
+daphne_close_codes.install()  # so the contract's 1003 (and 1011) reach the client under Daphne
 
 application = ProtocolTypeRouter(
     {

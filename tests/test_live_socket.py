@@ -8,19 +8,17 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from chat import workers
+from chat.signals import notify_live
 from fortune_project.asgi import application
 from fortune_project.resilience.breakers import get_breaker
 from monitoring.live import fingerprint
+from tests.conftest import token_for
 
 ORIGIN = (b"origin", b"http://testserver")
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumer reads through its own sync_to_async calls
-
-
-def token_for(user) -> str:
-    return Token.objects.get_or_create(user=user)[0].key
+pytest_plugins = ["tests.support.redis_layer"]
 
 
 def socket_for(query: str = "", cookie: str | None = None) -> WebsocketCommunicator:
@@ -110,6 +108,31 @@ def test_a_worker_going_busy_reaches_the_socket_within_a_second(bob, one_cluster
         return took
 
     assert async_to_sync(scenario)() < 1.0
+
+
+@pytest.mark.slow
+def test_one_redis_hint_wakes_the_shared_snapshot_builder_for_every_socket(bob, redis_layer, settings):
+    settings.OPS_LIVE_POLL = 30  # only a hint can make the builder look again in time
+
+    def force_open_and_hint():
+        get_breaker("llm").force_open(who="bob (test)")
+        notify_live()
+
+    def llm_is_open(snap: dict) -> bool:
+        return any(b["name"] == "llm" and b["state"] == "forced_open" for b in snap["breakers"])
+
+    async def scenario():
+        query = f"?token={await sync_to_async(token_for)(bob)}"
+        sockets = [socket_for(query) for _ in range(3)]
+        for socket in sockets:
+            await first_message(socket)
+        await sync_to_async(force_open_and_hint)()
+        took = [await snapshot_where(socket, llm_is_open, within=5.0) for socket in sockets]
+        for socket in sockets:
+            await socket.disconnect()
+        return took
+
+    assert len(async_to_sync(scenario)()) == 3
 
 
 def test_the_change_detection_ignores_the_mere_passing_of_time():

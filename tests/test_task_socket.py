@@ -2,8 +2,6 @@
 
 import asyncio
 import json
-import os
-import shutil
 import threading
 import time
 
@@ -12,17 +10,17 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
-from chat import consumers, live
+from chat import consumers, fanout, live
 from chat.models import FortuneTask, Status
 from chat.pipeline import run_fortune_task
 from chat.submission import Question, submit_question
 from fortune_project.asgi import application
 from monitoring.drills.fake_llm import READING
-from tests.support.processes import Process, free_port, port_open, wait_until
+from tests.conftest import token_for
+from tests.support.processes import free_port
 
-pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm fixtures
+pytest_plugins = ["tests.support.fake_llm", "tests.support.redis_layer"]  # the fake_llm and redis_layer fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,8 +91,7 @@ def test_mallory_cannot_watch_alices_task(task, mallory):
 
 
 def test_mallorys_token_cannot_watch_alices_task(task, mallory):
-    token = Token.objects.create(user=mallory)
-    assert close_code(communicator(task.id, query=f"token={token.key}")) == 4404
+    assert close_code(communicator(task.id, query=f"token={token_for(mallory)}")) == 4404
 
 
 def test_an_unknown_task_is_closed_with_4404(alice):
@@ -103,8 +100,7 @@ def test_an_unknown_task_is_closed_with_4404(alice):
 
 def test_the_owner_may_watch_with_a_token(task, alice):
     FortuneTask.objects.filter(id=task.id).update(status=Status.CANCELLED, stage="done")
-    token = Token.objects.create(user=alice)
-    messages, code = async_to_sync(watch)(communicator(task.id, query=f"token={token.key}"))
+    messages, code = async_to_sync(watch)(communicator(task.id, query=f"token={token_for(alice)}"))
     assert [m["task"]["status"] for m in messages] == ["cancelled"]
     assert code == 1000
 
@@ -170,26 +166,6 @@ def test_after_a_stall_the_terminal_update_replaces_the_streamed_text_with_the_f
     assert final["interpretation"] != streamed
 
 
-@pytest.fixture
-def redis_layer(tmp_path, settings):
-    """A private redis-server, and the channel layer on it (the project's Redis mode)."""
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = Process(args, dict(os.environ), tmp_path / "redis.log")
-    try:
-        wait_until(lambda: port_open(port), 10, what="redis-server")
-        # socket_timeout above channels_redis's 5 s BZPOPMIN, or redis-py 8's default 5 s kills idle sockets
-        hosts = [{"address": f"redis://127.0.0.1:{port}/0", "socket_timeout": 10}]
-        settings.CHANNEL_LAYERS = {
-            "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": hosts}}
-        }
-        yield
-    finally:
-        server.stop()
-
-
 @pytest.mark.slow
 def test_a_redis_hint_makes_the_consumer_poll_at_once(task, alice, redis_layer, monkeypatch):
     monkeypatch.setattr(consumers, "HINTED_POLL_INTERVAL", 30)  # only a hint can make it poll in time
@@ -210,6 +186,29 @@ def test_a_redis_hint_makes_the_consumer_poll_at_once(task, alice, redis_layer, 
     message, elapsed = async_to_sync(scenario)()
     assert message == {"type": "task.token", "text": "The lantern"}
     assert elapsed < 1
+
+
+@pytest.mark.slow
+def test_one_redis_hint_wakes_the_shared_poller_for_every_socket(task, alice, redis_layer, monkeypatch):
+    monkeypatch.setattr(consumers, "HINTED_POLL_INTERVAL", 30)  # only a hint can make it poll in time
+    FortuneTask.objects.filter(id=task.id).update(status=Status.RUNNING, stage="interpreting")
+    sockets = [communicator(task.id, alice) for _ in range(3)]
+
+    async def scenario():
+        for ws in sockets:
+            assert (await ws.connect())[0]
+            assert (await ws.receive_json_from())["task"]["stage"] == "interpreting"
+        pollers = len(fanout.hub().feeds)
+        await sync_to_async(FortuneTask.objects.filter(id=task.id).update)(partial_text="The lantern")
+        live.notify_task(task.id)
+        messages = [await ws.receive_json_from(timeout=5) for ws in sockets]
+        for ws in sockets:
+            await ws.disconnect()
+        return pollers, messages
+
+    pollers, messages = async_to_sync(scenario)()
+    assert pollers == 1
+    assert messages == [{"type": "task.token", "text": "The lantern"}] * 3
 
 
 def test_a_hint_never_blocks_the_reading_even_with_redis_down(settings):
