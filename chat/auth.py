@@ -1,7 +1,42 @@
-from rest_framework.authentication import TokenAuthentication
+"""API tokens: django-rest-knox's tokens under the contract's `Bearer` scheme (REST_KNOX in settings).
+
+Only a SHA-512 digest of each token is stored (plus knox's 15-character lookup prefix), so the
+database and the admin never hold a usable token. A token lapses TOKEN_TTL_HOURS after its last
+use (knox's AUTO_REFRESH), so a client that keeps using its token never has to sign in again.
+Its owner revokes it with `DELETE /api/v1/auth/token` (or all of theirs with `.../revoke-all`);
+staff delete tokens in the admin (*Knox → Auth tokens*, which lists digests only).
+"""
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
+from knox.auth import TokenAuthentication
+from knox.models import AuthToken
+from rest_framework.exceptions import AuthenticationFailed
 
 
-class BearerTokenAuthentication(TokenAuthentication):
-    """`Authorization: Bearer <token>` (the contract's scheme) over DRF's token table."""
+def issue_token(user: AbstractBaseUser) -> tuple[str, datetime]:
+    """A new token for `user`: its raw value (returned once, never stored) and its expiry."""
+    AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()  # knox also drops these lazily
+    token, raw = AuthToken.objects.create(user=user)
+    return raw, token.expiry
 
-    keyword = "Bearer"
+
+def revoke_token(token: AuthToken) -> None:
+    token.delete()
+
+
+def revoke_all_tokens(user: AbstractBaseUser) -> int:
+    """Revoke every token of `user`; how many there were."""
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def token_user(raw: str):
+    """The active user a raw token belongs to; None for an unknown, expired or revoked token."""
+    try:
+        user, _ = TokenAuthentication().authenticate_credentials(raw.encode())
+    except AuthenticationFailed:
+        return None
+    return user

@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 from django_q.status import Stat
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from chat.auth import issue_token
 from rag.models import TOPICS, Poem, Temple
 
 
@@ -40,11 +40,15 @@ def bob(db) -> User:
     return User.objects.create_user("bob", password="bob-pw", is_staff=True)
 
 
+def token_for(user: User) -> str:
+    """A new API token for `user`, as `POST /api/v1/auth/token` would hand it out."""
+    return issue_token(user)[0]
+
+
 def client_for(user: User | None) -> APIClient:
     client = APIClient()
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
     return client
 
 
@@ -89,7 +93,9 @@ def fast_passwords(settings):
 @pytest.fixture(autouse=True)
 def _empty_cache(request):
     """The database cache table is no model, so transactional tests' flush leaves it alone:
-    clear it, or breaker and throttle state leak from one test into the next."""
+    clear it, or breaker and throttle state leak from one test into the next (login failures
+    too: axes keeps its per-username counts in the database, rolled back or flushed per test,
+    and chat.login_guard its per-address counts in this cache)."""
     if request.node.get_closest_marker("django_db") or {"db", "transactional_db"} & set(request.fixturenames):
         from django.core.cache import cache
 
