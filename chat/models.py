@@ -85,6 +85,8 @@ class FortuneTask(models.Model):
     degraded = models.BooleanField(default=False)
     total_ms = models.PositiveIntegerField(null=True, blank=True)
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    # sha256 of the submitted body, normalised: the same key with another body is refused (422).
+    request_hash = models.CharField(max_length=64, blank=True, default="")
     # How often a worker was handed this task; more than 1 means a re-delivery.
     deliveries = models.PositiveIntegerField(default=0)
     worker_pid = models.PositiveIntegerField(null=True, blank=True)
@@ -109,3 +111,15 @@ class FortuneTask(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+class SubmitGate(models.Model):
+    """One row every submit locks (SELECT ... FOR UPDATE) before it counts and inserts, so the
+    backlog limits and the per-user cap hold when submits race: on PostgreSQL each transaction
+    sees the others' commits only once it holds the lock. SQLite's IMMEDIATE transactions
+    already serialize writers (there FOR UPDATE is left out). Created by migration 0002."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True)
+
+    def __str__(self) -> str:
+        return f"submit gate {self.pk}"

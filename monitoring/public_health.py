@@ -5,6 +5,8 @@ Mounted by the root URL conf (fortune_project/urls.py) next to the chat API it d
 
 import time
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -42,6 +44,7 @@ class PublicHealthView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         body = health_snapshot()
         if body["status"] != "down":

@@ -1,11 +1,19 @@
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.test import APIRequestFactory, force_authenticate
 
-from rag import chroma_client, index
+from rag import chroma_client, embeddings, index
 from rag.models import TOPICS
+from rag.retrieval import SEARCH_SLOTS
+from rag.views import PoemSearchView, SearchThrottle
 from tests.support import chroma
 from tests.support.chroma import make_corpus
-from tests.support.processes import free_port
+from tests.support.processes import free_port, wait_until
 
 chroma_store = chroma.chroma_store  # shared fixtures, found by these names
 
@@ -118,3 +126,105 @@ def test_search_answers_503_rag_unavailable_when_chroma_is_down(as_alice, corpus
     assert response.json()["error"]["code"] == "rag_unavailable"
     assert response["Retry-After"]
     chroma_client.reset_connection()
+
+
+# --- Search under load: the per-user throttle and the per-process cap ---------------------------
+
+
+def test_search_throttles_each_user_with_429_and_retry_after(as_alice, as_mallory, indexed, monkeypatch):
+    monkeypatch.setattr(SearchThrottle, "rate", "2/min", raising=False)
+    assert [as_alice.get(f"{URL}/search", {"q": "love"}).status_code for _ in range(2)] == [200, 200]
+    response = as_alice.get(f"{URL}/search", {"q": "love"})
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
+    assert as_mallory.get(f"{URL}/search", {"q": "love"}).status_code == 200
+
+
+def test_search_past_the_cap_answers_503_rag_busy_at_once(as_alice, indexed, settings):
+    settings.SEARCH_CONCURRENCY = 1
+    with SEARCH_SLOTS.acquire():  # another search is embedding
+        started = time.monotonic()
+        response = as_alice.get(f"{URL}/search", {"q": "love"})
+        assert time.monotonic() - started < 2
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "rag_busy"
+    assert response["Retry-After"] == "1"
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).status_code == 200  # the slot is free again
+
+
+def test_a_search_gives_its_slot_back_whether_it_succeeds_or_fails(as_alice, indexed, settings):
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).status_code == 200
+    settings.CHROMA_URL = f"http://127.0.0.1:{free_port()}"
+    chroma_client.reset_connection()
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).status_code == 503
+    chroma_client.reset_connection()
+    assert SEARCH_SLOTS.active == 0
+
+
+class GatedEmbedder:
+    """Embeds only once `go` is set, counting how many embed at once."""
+
+    model_id = "gated"
+
+    def __init__(self):
+        self.go, self.lock, self.running, self.peak = threading.Event(), threading.Lock(), 0, 0
+
+    def embed(self, texts, timeout):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        self.go.wait(30)
+        with self.lock:
+            self.running -= 1
+        return [[1.0] + [0.0] * 383 for _ in texts]
+
+
+@pytest.fixture
+def gated(monkeypatch):
+    embedder = GatedEmbedder()
+    monkeypatch.setattr(embeddings, "get_embedder", lambda: embedder)
+    monkeypatch.setattr(chroma_client, "query", lambda *args, **kwargs: [])
+    yield embedder
+    embedder.go.set()
+
+
+def test_an_embedding_abandoned_at_its_timeout_keeps_its_slot_until_it_ends(as_alice, db, settings, gated):
+    settings.SEARCH_CONCURRENCY, settings.RAG_SEARCH_TIMEOUT = 1, 0.2
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).json()["error"]["code"] == "rag_unavailable"
+    # The embedding still runs (and uses the CPU) after the request gave up on it.
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).json()["error"]["code"] == "rag_busy"
+    gated.go.set()
+    wait_until(lambda: SEARCH_SLOTS.active == 0, 5, what="the abandoned embedding to end")
+    assert as_alice.get(f"{URL}/search", {"q": "love"}).status_code == 200
+
+
+def test_a_burst_of_long_searches_embeds_at_most_the_cap_at_once_and_refuses_the_rest_at_once(
+    alice, settings, gated, monkeypatch
+):
+    """Searches run in threads, as Django runs sync views under ASGI. While two embed, the other
+    eighteen are answered 503 rag_busy; then the two answer 200."""
+    settings.SEARCH_CONCURRENCY, settings.RAG_SEARCH_TIMEOUT = 2, 30
+    monkeypatch.setattr(SearchThrottle, "allow_request", lambda self, request, view: True)
+    factory, view = APIRequestFactory(), PoemSearchView.as_view()
+
+    def search() -> tuple[int, dict | list, str | None]:
+        request = factory.get(f"{URL}/search", {"q": "Will my long journey end well? " * 64})
+        force_authenticate(request, alice)
+        response = view(request).render()
+        return response.status_code, json.loads(response.content), response.get("Retry-After")
+
+    with ThreadPoolExecutor(20) as pool:
+        futures = [pool.submit(search) for _ in range(20)]
+        wait_until(lambda: sum(f.done() for f in futures) >= 18, 10, what="18 searches to be refused")
+        early = [f for f in futures if f.done()]
+        gated.go.set()
+        refused = [f.result() for f in early]
+        answered = [f.result(timeout=10) for f in futures if f not in early]
+    assert [(status, body["error"]["code"], retry) for status, body, retry in refused] == [(503, "rag_busy", "1")] * 18
+    assert [(status, body) for status, body, _ in answered] == [(200, [])] * 2
+    assert gated.peak == 2
+
+
+def test_search_is_a_sync_view_so_its_embedding_never_runs_on_the_event_loop():
+    assert not PoemSearchView.view_is_async

@@ -1,0 +1,114 @@
+"""Search under a burst: what 80 parallel long searches from one user do to the public health answer.
+
+    .venv/bin/python bench/search_burst.py                          # SEARCH_CONCURRENCY 2 vs 80
+    .venv/bin/python bench/search_burst.py --caps 2 --searches 200
+
+For each cap it starts Daphne (as `bin/up` does) on a temporary SQLite database with a
+three-poem index, signs one user in, fires the searches at once (2,000 characters each, the
+throttle raised out of the way) and meanwhile asks `GET /api/v1/async-chat/health` every
+100 ms. It prints the searches' answers by status and code, their p50/max time, and the health
+answer's p50/max time during the burst.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.cluster import prepare  # noqa: E402
+from tests.support.processes import Process, base_env, free_port, run_manage, wait_until  # noqa: E402
+
+QUESTION = ("Will my long journey across the sea end well, and will my family be safe while I am away? " * 25)[:2000]
+USER = "from django.contrib.auth.models import User; User.objects.create_user('alice', password='alice-pw')"
+
+
+def call(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict | list, float]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body else None)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, json.loads(raw or b"null"), time.monotonic() - started
+
+
+def burst(cap: int, searches: int, tmp: Path) -> None:
+    env = base_env(tmp, SEARCH_CONCURRENCY=str(cap), SEARCH_RATE="100000/min")
+    prepare(env, tmp)
+    assert run_manage(["shell", "-c", USER], env).returncode == 0
+    port = free_port()
+    server = Process(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fortune_project.asgi:application"],
+        env,
+        tmp / "daphne.log",
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(base), 30, what="daphne")
+        token = call(f"{base}/api/v1/auth/token", body={"username": "alice", "password": "alice-pw"})[1]["token"]
+        search = f"{base}/api/v1/async-chat/poems/search?" + urllib.parse.urlencode({"q": QUESTION})
+        call(search, token)  # load the model once, as a warm server has
+        health: list[float] = []
+        stop = threading.Event()
+
+        def poll_health() -> None:
+            while not stop.is_set():
+                health.append(call(f"{base}/api/v1/async-chat/health")[2])
+                time.sleep(0.1)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        with ThreadPoolExecutor(searches) as pool:
+            answers = list(pool.map(lambda _: call(search, token), range(searches)))
+        stop.set()
+        poller.join()
+    finally:
+        server.stop()
+    outcomes: dict[str, int] = {}
+    for status, body, _ in answers:
+        key = f"{status} {body['error']['code']}" if isinstance(body, dict) and "error" in body else str(status)
+        outcomes[key] = outcomes.get(key, 0) + 1
+    took = [t for _, _, t in answers]
+    print(
+        f"SEARCH_CONCURRENCY={cap:<3} searches {outcomes}  search p50 {statistics.median(took):.2f} s "
+        f"max {max(took):.2f} s  health p50 {statistics.median(health):.3f} s max {max(health):.3f} s "
+        f"({len(health)} polls)"
+    )
+
+
+def _up(base: str) -> bool:
+    try:
+        return call(f"{base}/api/v1/async-chat/health")[0] in (200, 503)
+    except OSError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caps", type=int, nargs="+", default=[2, 80])
+    parser.add_argument("--searches", type=int, default=80)
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    for cap in args.caps:
+        with tempfile.TemporaryDirectory(prefix="search-burst-") as tmp:
+            burst(cap, args.searches, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
