@@ -98,3 +98,27 @@ def test_load_poems_still_loads_when_indexing_fails_and_says_so(db, tmp_path, ca
     assert "1 created" in out
     assert "Indexing failed" in err and "rag_reindex" in err
     assert Poem.objects.count() == 1
+
+
+def test_rag_reindex_leaves_out_poems_load_poems_would_refuse_and_names_them(chroma_store, corpus, capsys):
+    oversized, malformed = corpus[0], corpus[1]
+    Poem.objects.filter(id=oversized.id).update(verse="v" * 50_000)  # written before the limits
+    Poem.objects.filter(id=malformed.id).update(advice=["not", "an", "object"])  # e.g. by hand
+    out, err = run(capsys, "rag_reindex")
+    assert f"Not indexed: jade-harbor #1 {oversized.title}: verse is 50,000 characters, over the 4,000" in err
+    assert f"Not indexed: jade-harbor #2 {malformed.title}: advice must be an object" in err
+    assert "Indexed 2 poem(s), 22 passage(s); removed 0 stale passage(s); 2 poem(s) not indexed" in out
+    assert chroma_client.count(index.collection_name(), timeout=30) == 22
+
+
+def test_load_poems_indexes_the_rows_around_an_unreadable_csv_row(chroma_store, db, tmp_path, capsys):
+    path = tmp_path / "poems.csv"
+    row = "jade-harbor,{n},T,blessing,{verse},M\n"
+    header = "temple,number,title,rank,verse,meaning\n"
+    path.write_text(
+        header + row.format(n=1, verse="V") + row.format(n=2, verse="x" * 140_000) + row.format(n=3, verse="V")
+    )
+    out, err = run(capsys, "load_poems", str(path))
+    assert "poems.csv:3: skipped: unreadable CSV: field larger than field limit (131072)" in err
+    assert "Indexed 2 poem(s), 4 passage(s)" in out
+    assert chroma_client.count(index.collection_name(), timeout=30) == 4

@@ -2,12 +2,15 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from rag.index import index_changed_poems
-from rag.loader import load_poems
+from rag.index import LoadIndexer
+from rag.loader import LoadReport, UnreadableFile, load_poems
 
 
 class Command(BaseCommand):
-    help = "Load or update poems from a JSON, JSON Lines or CSV file (idempotent by temple + number)."
+    help = (
+        "Load or update poems from a JSON, JSON Lines or CSV file (idempotent by temple + number). "
+        "Bad rows are reported by line and skipped; a file that is not text is refused (exit 1)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", type=Path)
@@ -15,16 +18,29 @@ class Command(BaseCommand):
     def handle(self, *args, path: Path, **options):
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
+        report, indexer = LoadReport(), LoadIndexer()
 
         def progress(count: int) -> None:
             if count % 50 == 0:
                 self.stdout.write(f"  {count} rows read…")
 
-        report = load_poems(path, progress=progress)
-        for line, message in report.errors:
+        def skipped(line: int, message: str) -> None:
             self.stderr.write(f"{path}:{line}: skipped: {message}")
+
+        try:
+            load_poems(path, progress=progress, on_error=skipped, on_batch=indexer, report=report)
+        except UnreadableFile as exc:
+            if report.created or report.updated or report.unchanged or report.bad:
+                self._summary(path, report, indexer)
+            raise CommandError(f"{path}: {exc}") from exc
+        self._summary(path, report, indexer)
+
+    def _summary(self, path: Path, report: LoadReport, indexer: LoadIndexer) -> None:
+        for message, (line, rows) in report.warnings.items():
+            more = f" ({rows} rows)" if rows > 1 else ""
+            self.stderr.write(f"{path}:{line}: warning: {message}{more}")
         self.stdout.write(
             f"Poems: {report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{len(report.errors)} bad row(s)."
+            f"{report.bad} bad row(s)."
         )
-        index_changed_poems(report.poem_ids, self.stdout, self.stderr)
+        indexer.summary(self.stdout, self.stderr)

@@ -22,8 +22,12 @@ class Command(BaseCommand):
             others = index.prune_other_collections() if prune else index.other_collections()
         except (ChromaUnavailable, EmbeddingError) as exc:
             raise CommandError(f"indexing failed: {exc}") from exc
+        for _, why in report.skipped:
+            self.stderr.write(f"Not indexed: {why}")
+        skipped = f"; {len(report.skipped)} poem(s) not indexed (see above)" if report.skipped else ""
         self.stdout.write(
-            f"Indexed {report.poems} poem(s), {report.passages} passage(s); removed {report.removed} stale passage(s)."
+            f"Indexed {report.poems} poem(s), {report.passages} passage(s); "
+            f"removed {report.removed} stale passage(s){skipped}."
         )
         if others:
             verb = "Deleted" if prune else "Other collections (delete with --prune):"
