@@ -9,7 +9,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -61,8 +61,25 @@ def _describe(exc: exceptions.APIException) -> tuple[str, str, object]:
     return _RENAMED.get(code, code), str(exc.detail), None
 
 
+# SQLite reports a schema problem as an OperationalError, the class it uses for a locked file.
+_SCHEMA_PROBLEMS = ("no such table", "no such column", "has no column named", "no such function", "syntax error")
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """A lost, refused or timed-out database connection or a lock: a 503 worth retrying. Any
+    other database error (a missing table or column, a constraint, bad data) is a bug or an
+    unfinished migration: a 500 with its cause in the log, not an outage report."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False  # IntegrityError, DataError, ProgrammingError, NotSupportedError, …
+    message = str(exc).lower()
+    return not any(problem in message for problem in _SCHEMA_PROBLEMS)
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    if isinstance(exc, DatabaseError):
+    # Any other DatabaseError falls through to ApiErrorMiddleware: a logged 500 internal_error.
+    if is_database_outage(exc):
         log.warning("database unavailable: %s", exc)
         exc = ServiceUnavailable("The database is unavailable; try again shortly.", "database_unavailable")
     if isinstance(exc, RequestDataTooBig):
@@ -103,7 +120,7 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not _is_api(request):
             return None
-        if isinstance(exc, DatabaseError):
+        if is_database_outage(exc):
             log.warning("database unavailable: %s", exc)
             response = JsonResponse(
                 error_body("database_unavailable", "The database is unavailable; try again shortly."),
@@ -111,7 +128,10 @@ class ApiErrorMiddleware:
             )
             response["Retry-After"] = RETRY_AFTER_503
             return response
-        log.exception("unhandled error on %s", request.path)
+        if isinstance(exc, DatabaseError):
+            log.error("database error on %s (not an outage: schema or data)", request.path, exc_info=exc)
+        else:
+            log.exception("unhandled error on %s", request.path)
         return JsonResponse(error_body("internal_error", "Something went wrong on our side."), status=500)
 
     @staticmethod

@@ -4,27 +4,47 @@ Embedded defaults (no variables set) run the whole system on one machine: SQLite
 concurrent writers, Django-Q2's ORM broker, the database cache and an embedded Chroma store.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from fortune_project.env import envbool, envchoice, envfloat, envint, envlist, envrate, envstr
+from fortune_project.llm_config import breaker_name, fallback_endpoints
+from fortune_project.secret_key import secret_key, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(envstr("FORTUNE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = var_dir()
 VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and embedded Chroma store live here
 
 DEBUG = envbool("DEBUG", False)
-SECRET_KEY = envstr("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and envbool("FORTUNE_REQUIRE_SECRET_KEY", False):
-        raise ImproperlyConfigured("SECRET_KEY must be set")
-    # A stable per-checkout key so sessions survive restarts of a local install.
-    SECRET_KEY = "insecure-local-key-set-SECRET_KEY-in-production"
+# SECRET_KEY, else the key `serve` generated in VAR_DIR, else start-up refuses (secret_key.py).
+SECRET_KEY = secret_key(DEBUG, VAR_DIR)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS, all off by default (bin/up serves plain HTTP on 127.0.0.1); `check --deploy` wants them on.
+# Behind a TLS-terminating proxy, SECURE_PROXY_SSL_HEADER names the header and value it sets on
+# HTTPS requests ("X-Forwarded-Proto,https"); set it only if the proxy always sets or strips it.
+_proxy_header = envlist("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_header and len(_proxy_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER must be a header and its value, e.g. X-Forwarded-Proto,https")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_header[0].upper().replace("-", "_").removeprefix("HTTP_"), _proxy_header[1])
+    if _proxy_header
+    else None
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^health/"]  # load balancers probe each node over plain HTTP
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -35,8 +55,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored hashed (chat/auth.py)
+    "axes",  # login throttling (chat/login_guard.py)
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served as our own static files
+    "csp",
     "django_q",
     "channels",
     "health_check",
@@ -47,9 +70,14 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so errors raised by the middleware below (a bad Host header) are JSON too.
+    # Turns a login lockout into a 429 (chat.login_guard.lockout_response). Above the sync-only
+    # ApiErrorMiddleware it runs sync under ASGI too: axes' async path drops the rendered login form.
+    "axes.middleware.AxesMiddleware",
+    # Outermost but one, so errors raised by the middleware below (a bad Host header) are JSON too.
     "fortune_project.errors.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files in every web process (STATIC_ROOT)
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,6 +152,8 @@ else:
         }
     }
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# WebSockets one user may hold open at once, counted per web process; one more closes 4429 (0: no cap).
+WS_MAX_SOCKETS_PER_USER = envint("WS_MAX_SOCKETS_PER_USER", 20, minimum=0)
 
 # --- Fortune tasks and the worker cluster ---------------------------------------------------
 FORTUNE_WORKERS = envint("FORTUNE_WORKERS", 3, minimum=1)
@@ -133,9 +163,20 @@ LLM_TIMEOUT = envfloat("LLM_TIMEOUT", 60, minimum=0.1)
 # How long past its deadline a task may stay non-terminal before the sweeper ends it.
 TASK_GRACE = envint("TASK_GRACE", 10, minimum=1)
 SWEEP_INTERVAL = envfloat("SWEEP_INTERVAL", 2, minimum=0.1)
+# Rescue (chat/rescue.py): a running task whose worker has been missing from every cluster
+# heartbeat for ORPHAN_AFTER s (above the ~10 s a restarted cluster's heartbeat can lag, NOTES.md),
+# or a task queued ORPHAN_QUEUED_AFTER s while workers idle, is re-queued as its next attempt if
+# RESCUE_MIN_SECONDS of its deadline remain and it had fewer than MAX_ATTEMPTS; a running one
+# that cannot be re-run ends timed_out (worker_lost) at once.
+ORPHAN_AFTER = envfloat("ORPHAN_AFTER", 15, minimum=1)
+ORPHAN_QUEUED_AFTER = envfloat("ORPHAN_QUEUED_AFTER", 15, minimum=1)
+RESCUE_MIN_SECONDS = envfloat("RESCUE_MIN_SECONDS", 15, minimum=0)
+MAX_ATTEMPTS = envint("MAX_ATTEMPTS", 2, minimum=1)
 # Backpressure: submit answers 503 overloaded past either limit.
 MAX_QUEUED_TASKS = envint("MAX_QUEUED_TASKS", 500, minimum=1)
 MAX_QUEUE_AGE = envint("MAX_QUEUE_AGE", 300, minimum=1)
+# Fair share: queued + running tasks one user may have; submit answers 429 past it (0: no cap).
+MAX_ACTIVE_PER_USER = envint("MAX_ACTIVE_PER_USER", 20, minimum=0)
 SUBMIT_RATE = envrate("SUBMIT_RATE", "60/min")
 IDEMPOTENCY_WINDOW = envint("IDEMPOTENCY_WINDOW", 24 * 3600, minimum=1)
 
@@ -144,6 +185,14 @@ IDEMPOTENCY_WINDOW = envint("IDEMPOTENCY_WINDOW", 24 * 3600, minimum=1)
 # wait in the internal queue (at most one task per worker with queue_limit = workers), so it
 # must exceed two timeouts or a slow task is delivered twice (shared/NOTES.md).
 Q_TIMEOUT = TASK_TIMEOUT + 5
+# Seconds the ORM broker's pusher waits when it finds the queue empty: without the wake-up below
+# a new task waits up to this long before a worker sees it, and an idle cluster queries the
+# database 1/QUEUE_POLL times a second. The Redis broker blocks on its list and ignores it.
+# Measured in docs/benchmarks.md (fail-fast p95 and idle queries/s at several polls).
+QUEUE_POLL = envfloat("QUEUE_POLL", 0.2, minimum=0.01)
+# ORM broker: a submit also wakes the waiting pusher at once (fortune_project/queue_broker.py),
+# so the poll is only the fallback; measured: fail-fast p95 under 100 ms at the same idle load.
+QUEUE_WAKEUP = envbool("QUEUE_WAKEUP", True)
 Q_CLUSTER: dict[str, Any] = {
     "name": "fortune",
     "workers": FORTUNE_WORKERS,
@@ -156,13 +205,15 @@ Q_CLUSTER: dict[str, Any] = {
     "recycle": 500,
     "catch_up": False,
     "guard_cycle": 0.5,
-    "poll": 0.2,
+    "poll": QUEUE_POLL,
     "label": "Task cluster",
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    if QUEUE_WAKEUP:
+        Q_CLUSTER["broker_class"] = "fortune_project.queue_broker.WakeableORM"
 
 # --- Retrieval (ChromaDB + embeddings) ------------------------------------------------------
 CHROMA_URL = envstr("CHROMA_URL")
@@ -174,11 +225,28 @@ EMBEDDINGS = envchoice("EMBEDDINGS", "onnx", ("onnx", "openai"))
 EMBEDDINGS_BASE_URL = envstr("EMBEDDINGS_BASE_URL")
 EMBEDDINGS_MODEL = envstr("EMBEDDINGS_MODEL", "text-embedding-3-small")
 RAG_RELATED_K = envint("RAG_RELATED_K", 3, minimum=0)
+# Topic routing (rag/router.py): the runner-up topic is routed too when its score (a
+# probability) is within ROUTER_MARGIN of the best one's.
+ROUTER_MARGIN = envfloat("ROUTER_MARGIN", 0.2, minimum=0)
+# Seconds a process reuses a temple's stored topic vectors (related passages, rag/related.py)
+# before reading them from Chroma again; an embedded store's write refreshes them at once.
+RAG_CACHE_SECONDS = envfloat("RAG_CACHE_SECONDS", 60, minimum=0)
 # Seconds an index write (one batch upsert, a delete) may take: rag_reindex and load_poems.
 RAG_INDEX_TIMEOUT = envfloat("RAG_INDEX_TIMEOUT", 120, minimum=1)
+# load_poems: characters a poem's texts may hold (one poem must not fill every result that
+# draws it), and the longest line, CSV record or JSON array item it reads, in bytes; a longer
+# one is read through without being kept, so a huge line cannot exhaust memory.
+POEM_MAX_VERSE_CHARS = envint("POEM_MAX_VERSE_CHARS", 4000, minimum=1)
+POEM_MAX_MEANING_CHARS = envint("POEM_MAX_MEANING_CHARS", 4000, minimum=1)
+POEM_MAX_ADVICE_CHARS = envint("POEM_MAX_ADVICE_CHARS", 2000, minimum=1)
+POEM_MAX_RECORD_BYTES = envint("POEM_MAX_RECORD_BYTES", 256 * 1024, minimum=4096)
 # Seconds GET /poems/search may wait for retrieval before answering 503 rag_unavailable; kept
 # short because a web thread waits (tasks use RAG_TIMEOUT).
 RAG_SEARCH_TIMEOUT = envfloat("RAG_SEARCH_TIMEOUT", 5, minimum=0.1)
+# GET /poems/search: a per-user throttle, and how many searches one web process embeds at once
+# (CPU-bound; past it the search answers 503 rag_busy at once rather than queueing).
+SEARCH_RATE = envrate("SEARCH_RATE", "30/min")
+SEARCH_CONCURRENCY = envint("SEARCH_CONCURRENCY", 2, minimum=1)
 
 # --- LLM ------------------------------------------------------------------------------------
 LLM_BASE_URL = envstr("LLM_BASE_URL")
@@ -186,6 +254,11 @@ OPENAI_API_KEY = envstr("OPENAI_API_KEY")
 LLM_MODEL = envstr("LLM_MODEL", "gpt-4o-mini")
 LLM_CHUNK_TIMEOUT = envfloat("LLM_CHUNK_TIMEOUT", 15, minimum=0.1)
 LLM_MAX_CHARS = envint("LLM_MAX_CHARS", 4000, minimum=100)
+# Failover (chat/llm_endpoints.py): LLM_FALLBACKS names extra endpoints, tried in order after the
+# primary, each from LLM_FALLBACK_<NAME>_{BASE_URL,API_KEY,MODEL,TIMEOUT,MIN_TIME}. The next one is
+# tried only while its MIN_TIME (default LLM_FAILOVER_MIN_TIME seconds) is left of the task's budget.
+LLM_FAILOVER_MIN_TIME = envfloat("LLM_FAILOVER_MIN_TIME", 2, minimum=0.1)
+LLM_FALLBACKS = fallback_endpoints(LLM_MODEL, LLM_TIMEOUT, LLM_FAILOVER_MIN_TIME)
 
 # --- Circuit breakers (monitoring/breakers.py) -----------------------------------------------
 # name -> rules, each from BREAKER_<NAME>_<RULE>. THRESHOLD consecutive failures open it; after
@@ -196,7 +269,7 @@ LLM_MAX_CHARS = envint("LLM_MAX_CHARS", 4000, minimum=100)
 
 
 def _breaker(name: str, threshold: int, recovery: float, stage_timeout: float) -> dict:
-    env = f"BREAKER_{name.upper()}_"
+    env = f"BREAKER_{name.upper().replace('-', '_')}_"  # llm-backup: BREAKER_LLM_BACKUP_*
     return {
         "failure_threshold": envint(env + "THRESHOLD", threshold, minimum=1),
         "recovery_timeout": envfloat(env + "RECOVERY", recovery, minimum=0.1),
@@ -214,6 +287,11 @@ BREAKERS = {
     "llm": _breaker("llm", 5, 60, LLM_TIMEOUT),
     "chromadb": _breaker("chromadb", 3, 45, RAG_TIMEOUT),
 }
+for _fallback in LLM_FALLBACKS:  # llm-<name>: the llm breaker's rules unless BREAKER_LLM_<NAME>_* says otherwise
+    _llm = BREAKERS["llm"]
+    BREAKERS[breaker_name(_fallback["name"])] = _breaker(
+        breaker_name(_fallback["name"]), _llm["failure_threshold"], _llm["recovery_timeout"], _fallback["timeout"]
+    )
 # Exceptions that say nothing about the dependency's health (dotted paths); subclasses of
 # fortune_project.resilience.breakers.Ignored never count either. A per-breaker "ignore_exceptions" list replaces it.
 BREAKER_IGNORED_EXCEPTIONS = envlist(
@@ -228,7 +306,7 @@ BREAKER_KEY_PREFIX = envstr("BREAKER_KEY_PREFIX", "breaker")
 API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32, minimum=2)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "chat.auth.BearerTokenAuthentication",
+        "knox.auth.TokenAuthentication",  # `Bearer <token>` (REST_KNOX below)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -238,18 +316,51 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "EXCEPTION_HANDLER": "fortune_project.errors.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {"submit": SUBMIT_RATE},
+    "DEFAULT_THROTTLE_RATES": {"submit": SUBMIT_RATE, "search": SEARCH_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Fortune Desk API",
     "VERSION": "1.0.0",
     # Not a public endpoint (contract): a token or a logged-in session, as for the API itself.
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI from the installed drf-spectacular-sidecar, never a CDN (and no inline script: CSP).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},  # no call to validator.swagger.io
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "fortune_project.openapi.add_error_responses",
     ],
 }
+
+# --- Sign-in: API tokens and login throttling (chat/auth.py, chat/login_guard.py) ------------
+# Tokens are django-rest-knox's: stored as SHA-512 digests; each use (at most one write a
+# minute) moves the expiry TOKEN_TTL_HOURS ahead, so a token in use never lapses.
+TOKEN_TTL_HOURS = envint("TOKEN_TTL_HOURS", 7 * 24, minimum=1)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Bearer",
+    "TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": True,
+    "MIN_REFRESH_INTERVAL": 60,
+}
+# Failed sign-ins counted per username and, at a higher limit, per client address over the
+# window; the next failure past a limit answers 429 until the window has passed.
+LOGIN_FAILURE_WINDOW = envint("LOGIN_FAILURE_WINDOW", 60, minimum=1)
+LOGIN_FAILURES_PER_USERNAME = envint("LOGIN_FAILURES_PER_USERNAME", 10, minimum=1)
+LOGIN_FAILURES_PER_ADDRESS = envint("LOGIN_FAILURES_PER_ADDRESS", 50, minimum=LOGIN_FAILURES_PER_USERNAME + 1)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked username before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "chat.login_guard.LoginGuardHandler"
+AXES_LOCKOUT_PARAMETERS = ["username"]  # the address limit is the handler's (it differs)
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]  # "no ip_address lockout": LoginGuardHandler has it
+AXES_FAILURE_LIMIT = "chat.login_guard.username_failure_limit"
+AXES_COOLOFF_TIME = "chat.login_guard.failure_window"
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # so every lock lifts within one window
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "chat.login_guard.lockout_response"
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful sign-in
 
 # --- The rest -------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -257,8 +368,18 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `collectstatic` (run by serve) fills STATIC_ROOT with hashed, compressed copies; WhiteNoise's
+# middleware serves them from every web process (serve, Daphne on its own), cached for a year.
 STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Source maps (6 MB of Swagger UI's) are only read by developer tools: compressing them doubled
+# the time `collectstatic` adds to every start of `serve`.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/chat/"
 LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
 LOGGING = {
     "version": 1,
@@ -266,7 +387,25 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {"chromadb": {"level": "WARNING"}, "httpx": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+}
+
+# --- Content-Security-Policy (django-csp) -----------------------------------------------------
+# Every page: scripts and styles only from our origin or carrying the request's nonce
+# (`nonce="{{ request.csp_nonce }}"`); no inline event handlers, no other origin. `'self'` in
+# connect-src covers the pages' own WebSockets (ws: on http, wss: on https, same host).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
 }
 
 # --- Operations (monitoring/alerts.py, workers.py, live.py, prometheus.py, health_checks.py) ---
@@ -281,6 +420,11 @@ ALERT_TIMEOUT_RATE = envfloat("ALERT_TIMEOUT_RATE", 10, minimum=0.1)
 ALERT_MIN_TASKS = envint("ALERT_MIN_TASKS", 5, minimum=1)
 # A sweeper heartbeat older than this raises `sweeper_stale` (no heartbeat at all: no alert).
 ALERT_SWEEPER_STALE = envint("ALERT_SWEEPER_STALE", 120, minimum=1)
+# Rescued or worker_lost tasks in the last ALERT_WINDOW seconds that raise `rescue_spike`
+# (critical at twice): workers or clusters keep dying.
+ALERT_RESCUES = envint("ALERT_RESCUES", 5, minimum=1)
+# With LLM_FALLBACKS: seconds fallbacks may answer in place of the primary before `llm_primary_bypassed`.
+ALERT_LLM_BYPASSED = envint("ALERT_LLM_BYPASSED", 300, minimum=1)
 # Seconds a worker's busy/idle record outlives its last change. A busy record must outlive the
 # longest task (Django-Q2 kills a worker at Q_TIMEOUT + 3 s), so it never vanishes mid-task.
 OPS_WORKER_TTL = envint("OPS_WORKER_TTL", Q_TIMEOUT + 60, minimum=Q_TIMEOUT + 5)

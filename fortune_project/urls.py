@@ -1,10 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from chat.pages import chat_page
-from chat.views import TokenView
+from chat.views import RevokeAllTokensView, TokenView
 from monitoring import urls as monitoring_urls
 from monitoring.public_health import PublicHealthView
 
@@ -15,11 +15,13 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("chat/", chat_page, name="chat-page"),
     path("api/v1/auth/token", TokenView.as_view(), name="auth-token"),
+    path("api/v1/auth/token/revoke-all", RevokeAllTokensView.as_view(), name="auth-token-revoke-all"),
     # The public health summary sits beside the chat API it describes; operations computes it.
     path("api/v1/async-chat/health", PublicHealthView.as_view(), name="public-health"),
     path("api/v1/async-chat/", include("rag.urls")),
     path("api/v1/async-chat/", include("chat.urls")),
     path("api/v1/monitoring/", include("monitoring.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Swagger UI from drf-spectacular-sidecar; "split": its start-up script is a file (?script), not inline (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
 ]

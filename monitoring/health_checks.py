@@ -57,6 +57,15 @@ class Cache(HealthCheck):
 
 
 @dataclasses.dataclass
+class Schema(HealthCheck):
+    """Every migration applied and the database cache's table present (a node without them
+    answers 500s: an incomplete deploy, not an outage). Judged every few seconds, not per call."""
+
+    def run(self) -> None:
+        _raise_for(probes.schema())
+
+
+@dataclasses.dataclass
 class TaskCluster(HealthCheck):
     """A Django-Q2 cluster's heartbeat is alive with its configured number of workers."""
 
@@ -77,10 +86,11 @@ class Breakers(HealthCheck):
 CHECKS = [
     Database,
     Cache,
+    Schema,
     ChromaDB,
     TaskCluster,
     Breakers,
 ]
 # /health/ready/: can this node take questions? For load balancers: ChromaDB, the LLM or the
 # workers being down degrades readings or delays them, but pulling every web node would not help.
-READY_CHECKS = CHECKS[:2]
+READY_CHECKS = [Database, Cache, Schema]

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 
 from monitoring.drills.fake_llm import READING
-from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot
+from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot, watch_csp
 from tests.support.processes import base_env, free_port, manage, port_open, run_manage, wait_until
 
 pytest_plugins = ["tests.support.fake_llm"]  # the fake_llm_server fixture
@@ -58,10 +58,12 @@ def test_a_browser_watches_the_reading_grow_before_the_task_ends(tmp_path, fake_
     env = base_env(tmp_path, LLM_BASE_URL=fake_llm_server.base_url, LLM_MODEL="fake-llm", LLM_TIMEOUT="30")
     server = manage(["serve", "--port", str(port)], env, tmp_path / "serve.log")
     try:
-        wait_until(lambda: port_open(port), 90, what=f"the web server\n{server.log_path}")
+        # serve migrates, collects static files and loads and indexes 120 sample poems first.
+        wait_until(lambda: port_open(port), 180, what=f"the web server\n{server.log_path}")
         assert run_manage(["shell", "-c", MAKE_STAFF], env).returncode == 0
         base = f"http://127.0.0.1:{port}"
         with chromium_page(width=1000, height=900) as page:
+            refused = watch_csp(page)
             admin_login(page, base, "bob", "bob-pw", "/chat/")
             page.fill("#question", "Will my new shop do well?")
             page.click("#ask")
@@ -73,5 +75,6 @@ def test_a_browser_watches_the_reading_grow_before_the_task_ends(tmp_path, fake_
             assert page.evaluate(f"() => {READING_JS}") == READING
             assert page.locator(".entry .poem .title").inner_text()
             screenshot(page, "chat_done")
+            assert refused == []  # the page's script, styles and task socket all pass the CSP
     finally:
         server.stop()

@@ -14,6 +14,7 @@ from tests.support.stat import fake_stat
 CHECKS = {
     "database": "Database(alias='default')",
     "cache": "Cache(alias='default')",
+    "schema": "Schema()",
     "chromadb": "ChromaDB()",
     "cluster": "TaskCluster()",
     "breakers": "Breakers()",
@@ -102,7 +103,7 @@ def test_readiness_stays_200_while_chroma_the_cluster_and_a_breaker_are_down(cli
     monkeypatch.setattr("monitoring.probes.breaker_states", lambda: {"llm": "open"})
     response = client.get("/health/ready/?format=json")
     assert response.status_code == 200
-    assert set(response.json()) == {CHECKS["database"], CHECKS["cache"]}
+    assert set(response.json()) == {CHECKS["database"], CHECKS["cache"], CHECKS["schema"]}
 
 
 def test_readiness_fails_with_the_database(client, all_up, database_down):
@@ -121,3 +122,11 @@ def test_the_chroma_check_gives_up_after_its_timeout(db, settings):
 def test_the_html_page_renders_for_a_browser(client, all_up):
     response = client.get("/health/", HTTP_ACCEPT="text/html")
     assert response.status_code == 200 and b"ChromaDB" in response.content
+
+
+def test_readiness_fails_while_the_schema_is_incomplete(client, all_up, monkeypatch):
+    unfinished = Probe("down", "1 unapplied migration(s): run manage.py migrate")
+    monkeypatch.setattr("monitoring.probes.schema", lambda: unfinished)
+    response = client.get("/health/ready/?format=json")
+    assert response.status_code == 500
+    assert response.json()[CHECKS["schema"]] == f"Unavailable: {unfinished.detail}"

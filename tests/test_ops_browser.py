@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.support import cluster as c
-from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot
+from tests.support.browser import admin_login, chromium_page, needs_browser, screenshot, watch_csp
 from tests.support.fake_llm import fake_llm_server  # noqa: F401  (fixture)
 from tests.support.processes import base_env, free_port, manage, port_open, run_manage, wait_until
 
@@ -21,7 +21,8 @@ FORCE_OPEN = (
 
 @pytest.fixture
 def site(tmp_path, fake_llm_server):  # noqa: F811
-    """(base URL, env): the web server and a 3-worker cluster over one embedded database."""
+    """(base URL, env): `manage.py serve`, as bin/up starts it (Daphne with WhiteNoise's static
+    files, a 3-worker cluster, the sweeper), over one embedded database with the test poems."""
     fake_llm_server.control(mode="slow", latency=0.3, reset=True)
     env = base_env(
         tmp_path, LLM_BASE_URL=fake_llm_server.base_url, LLM_TIMEOUT="20", TASK_TIMEOUT="30", OPS_FIGURES_TTL="1"
@@ -29,15 +30,13 @@ def site(tmp_path, fake_llm_server):  # noqa: F811
     c.prepare(env, tmp_path)
     assert run_manage(["shell", "-c", STAFF], env).returncode == 0
     port = free_port()
-    # runserver (Daphne's, ASGI) with --insecure also serves the admin's static files.
-    web = manage(["runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"], env, tmp_path / "web.log")
-    cluster = c.start_cluster(env, tmp_path)
+    server = manage(["serve", "--port", str(port), "--no-sample-poems"], env, tmp_path / "serve.log")
     try:
-        wait_until(lambda: port_open(port), 30, what="the web server")
+        wait_until(lambda: port_open(port), 90, what=f"the web server\n{server.log_path}")
+        wait_until(lambda: len(c.worker_pids(env)) == 3, 60, interval=0.5, what="3 workers")
         yield f"http://127.0.0.1:{port}", env
     finally:
-        cluster.stop()
-        web.stop()
+        server.stop()
         fake_llm_server.control(mode="ok", reset=True)
 
 
@@ -52,6 +51,7 @@ def breaker_state(page, name: str) -> str | None:
 def test_the_live_page_follows_workers_and_breakers(site):
     base, env = site
     with chromium_page() as page:
+        refused = watch_csp(page)
         admin_login(page, base, "bob", "bob-pw", "/monitoring/live/")
         page.wait_for_selector("#conn.live")
         wait_until(lambda: tiles(page, "idle") == 3, 15, what="three idle worker tiles")
@@ -82,3 +82,4 @@ def test_the_live_page_follows_workers_and_breakers(site):
         page.goto(f"{base}/admin/")
         assert page.locator("#operations-module").is_visible()
         screenshot(page, "admin-index")
+        assert refused == []  # the live page's script, styles and socket all pass the CSP

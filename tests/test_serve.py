@@ -1,6 +1,7 @@
 """README command 1 in a subprocess: `manage.py serve` brings up web, 3 workers and the sweeper."""
 
 import signal
+import stat
 
 import pytest
 
@@ -13,9 +14,12 @@ pytestmark = pytest.mark.slow
 MAKE_USER = "from django.contrib.auth.models import User; User.objects.create_user('alice', password='alice-pw')"
 
 
-def test_serve_started_from_another_directory_answers_a_question_and_stops_on_sigterm(tmp_path):
+def test_serve_started_from_another_directory_with_nothing_set_answers_a_question_and_stops_on_sigterm(tmp_path):
+    """As bin/up on a fresh clone: no SECRET_KEY given, so serve makes one that web, workers and
+    sweeper share (Django-Q2 signs each task with it) and later commands of the checkout reuse."""
     port = free_port()
     env = base_env(tmp_path)
+    del env["SECRET_KEY"]
     server = manage(["serve", "--port", str(port)], env, tmp_path / "serve.log", cwd=tmp_path)
     try:
         wait_until(lambda: port_open(port), 90, what=f"the web server\n{server.log_path}")
@@ -36,6 +40,7 @@ def test_serve_started_from_another_directory_answers_a_question_and_stops_on_si
         server.stop()
     assert code == 0, log
     assert not port_open(port)
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
 
 
 def _terminal(url: str, token: str) -> dict | None:

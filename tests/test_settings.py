@@ -6,6 +6,7 @@ import sys
 
 from tests.support.processes import ROOT
 
+KEY = "tests-only-" + "k" * 50
 SHOW = (
     "import json; from django.conf import settings as s;"
     "print(json.dumps({'db': s.DATABASES['default'].get('OPTIONS', {}), 'cache': s.CACHES['default']}))"
@@ -16,7 +17,7 @@ def start(code: str = "", **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=ROOT,
-        env={"DJANGO_SETTINGS_MODULE": "fortune_project.settings", "PATH": "/usr/bin:/bin", **env},
+        env={"DJANGO_SETTINGS_MODULE": "fortune_project.settings", "SECRET_KEY": KEY, "PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,

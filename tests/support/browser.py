@@ -52,6 +52,14 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator:
             browser.close()
 
 
+def watch_csp(page) -> list[str]:
+    """The Content-Security-Policy violations Chromium reports on `page` from now on (it logs
+    each refused script, style or connection to the console)."""
+    violations: list[str] = []
+    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    return violations
+
+
 def admin_login(page, base_url: str, username: str, password: str, next_path: str) -> None:
     """Log in through the admin's own login form, landing on `next_path`."""
     page.goto(f"{base_url}/admin/login/?next={next_path}")

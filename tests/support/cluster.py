@@ -81,6 +81,9 @@ def start_cluster(env: dict[str, str], tmp_path: Path) -> Process:
     cluster = manage(["qcluster"], env, tmp_path / "qcluster.log")
     workers = int(env.get("FORTUNE_WORKERS", "3"))
     wait_until(lambda: len(worker_pids(env)) >= workers, 60, interval=0.5, what=f"{workers} workers")
+    # The heartbeat lists workers before their post_spawn warm-up (the embedding model) ends;
+    # a short-deadline task must not expire while they are still loading.
+    wait_until(lambda: cluster.log().count("worker warmed up") >= workers, 90, interval=0.5, what="warm-up")
     return cluster
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+TEST_SECRET_KEY = "tests-only-child-" + "k" * 50
 
 
 def free_port() -> int:
@@ -84,9 +85,10 @@ def run_manage(args: list[str], env: dict[str, str], timeout: float = 120) -> su
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """An environment for a child process with its own embedded store under tmp_path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_", "SECRET_KEY"))}
     env.update(
         DJANGO_SETTINGS_MODULE="fortune_project.settings",
+        SECRET_KEY=TEST_SECRET_KEY,  # production settings refuse to start without one
         FORTUNE_VAR_DIR=str(tmp_path),
         DATABASE_URL=f"sqlite:///{tmp_path / 'fortune.sqlite3'}",
         CHROMA_PATH=str(tmp_path / "chroma"),

@@ -21,9 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-sample-poems", action="store_true", help="do not load the sample corpus")
 
     def handle(self, *args, host: str, port: int, no_sample_poems: bool, **options):
-        self.stdout.write("Preparing the database…")
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("createcachetable", verbosity=0)
+        self.stdout.write("Preparing the database and the static files…")
+        call_command("migrate", interactive=False, verbosity=0)  # the cache table too (resilience 0002)
+        call_command("collectstatic", interactive=False, verbosity=0)  # WhiteNoise serves STATIC_ROOT
         if not no_sample_poems:
             self.stdout.write("Loading the sample poems…")
             call_command("load_poems", str(SAMPLE_POEMS))

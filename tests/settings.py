@@ -1,0 +1,22 @@
+"""Settings for the test suite and the type checker: the real settings, with a key of their own.
+
+Production refuses to start without SECRET_KEY (fortune_project/secret_key.py), so the tests
+name one here, explicitly; child processes get theirs from tests.support.processes.base_env.
+"""
+
+import os
+
+TEST_SECRET_KEY = "tests-only-" + "k" * 50  # long enough for check --deploy; never used outside tests
+os.environ.setdefault("SECRET_KEY", TEST_SECRET_KEY)
+
+from fortune_project.settings import *  # noqa: E402, F403
+
+# Pages rendered by the test client must not need `collectstatic`'s manifest; the browser tests
+# run `manage.py serve`, which collects the real thing.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# WhiteNoise finds static files in the apps at each request, as under DEBUG: no collectstatic.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
