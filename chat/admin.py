@@ -10,14 +10,49 @@ from django.http import HttpRequest
 
 from chat.lifecycle import cancel_task
 from chat.models import Conversation, FortuneTask, Message
+from chat.rescue import LOST_FILTER, rescue_totals
 from chat.submission import Question, submit_question
 from fortune_project.errors import ServiceUnavailable
 
 
+class RescuedFilter(admin.SimpleListFilter):
+    """Tasks a rescue re-ran (their worker or cluster died) and tasks it had to end `worker_lost`;
+    the choices show how many (chat/rescue.py)."""
+
+    title = "rescue"
+    parameter_name = "rescue"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[str, str]]:
+        totals = rescue_totals()
+        rescued = FortuneTask.objects.filter(attempt__gt=1).count()
+        return [
+            ("rescued", f"Rescued ({rescued} tasks, {totals['rescues']} rescues)"),
+            ("lost", f"Worker lost ({totals['worker_lost']})"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "rescued":
+            return queryset.filter(attempt__gt=1)
+        if self.value() == "lost":
+            return queryset.filter(LOST_FILTER)
+        return queryset
+
+
 @admin.register(FortuneTask)
 class FortuneTaskAdmin(admin.ModelAdmin):
-    list_display = ("id", "status", "stage", "user", "temple", "degraded", "submitted_at", "total_ms", "worker_pid")
-    list_filter = ("status", "stage", "degraded", "temple")
+    list_display = (
+        "id",
+        "status",
+        "stage",
+        "user",
+        "temple",
+        "degraded",
+        "submitted_at",
+        "total_ms",
+        "attempt",
+        "worker_pid",
+    )
+    list_filter = ("status", "stage", "degraded", RescuedFilter, "temple")
     search_fields = ("question", "id", "user__username")
     list_select_related = ("user", "temple")
     date_hierarchy = "submitted_at"
@@ -27,7 +62,10 @@ class FortuneTaskAdmin(admin.ModelAdmin):
         (None, {"fields": ("id", "user", "conversation", "question", "temple", "poem", "language")}),
         ("Progress", {"fields": ("status", "stage", "submitted_at", "started_at", "finished_at", "deadline")}),
         ("Outcome", {"fields": ("degraded", "total_ms", "timings", "result", "error", "partial_text")}),
-        ("Delivery", {"fields": ("worker_pid", "deliveries", "idempotency_key")}),
+        (
+            "Delivery",
+            {"fields": ("attempt", "rescued_at", "worker_host", "worker_pid", "deliveries", "idempotency_key")},
+        ),
     )
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:

@@ -2,6 +2,7 @@
 two processes racing over a task cannot both win, and nothing moves a terminal task."""
 
 import logging
+import socket
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,11 +15,24 @@ from fortune_project.timefmt import ms_between
 log = logging.getLogger(__name__)
 
 
-def claim_task(task_id: TaskId, pid: int, now: datetime | None = None) -> FortuneTask | None:
-    """Move a queued task to running for this worker; None if someone else has it or it ended."""
+def claim_task(
+    task_id: TaskId,
+    pid: int,
+    now: datetime | None = None,
+    *,
+    attempt: int | None = None,
+    host: str | None = None,
+) -> FortuneTask | None:
+    """Move a queued task to running for this worker; None if someone else has it, it ended, or
+    (given `attempt`, as enqueued) it was re-queued as a later attempt since this delivery was sent."""
     now = now or timezone.now()
-    won = FortuneTask.objects.filter(id=task_id, status=Status.QUEUED, deadline__gt=now).update(
-        status=Status.RUNNING, stage=Stage.RETRIEVING, started_at=now, worker_pid=pid
+    queued = FortuneTask.objects.filter(id=task_id, status=Status.QUEUED, deadline__gt=now)
+    won = _of_attempt(queued, attempt).update(
+        status=Status.RUNNING,
+        stage=Stage.RETRIEVING,
+        started_at=now,
+        worker_pid=pid,
+        worker_host=host or socket.gethostname(),
     )
     if not won:
         expire_task(task_id, now)  # a queued task found past its deadline ends here
@@ -26,13 +40,23 @@ def claim_task(task_id: TaskId, pid: int, now: datetime | None = None) -> Fortun
     return FortuneTask.objects.select_related("poem__temple", "temple", "conversation").get(id=task_id)
 
 
-def move_to_stage(task_id: TaskId, stage: str) -> bool:
-    """False when the task is no longer running (cancelled, expired): the worker should stop."""
-    return bool(FortuneTask.objects.filter(id=task_id, status=Status.RUNNING).update(stage=stage))
+def _of_attempt(tasks: QuerySet[FortuneTask], attempt: int | None) -> QuerySet[FortuneTask]:
+    """`tasks` narrowed to one attempt; None (a caller from before attempts) leaves them as they are."""
+    return tasks if attempt is None else tasks.filter(attempt=attempt)
 
 
-def save_partial_text(task_id: TaskId, text: str) -> bool:
-    return bool(FortuneTask.objects.filter(id=task_id, status=Status.RUNNING).update(partial_text=text))
+def _running(task_id: TaskId, attempt: int | None) -> QuerySet[FortuneTask]:
+    return _of_attempt(FortuneTask.objects.filter(id=task_id, status=Status.RUNNING), attempt)
+
+
+def move_to_stage(task_id: TaskId, stage: str, attempt: int | None = None) -> bool:
+    """False when the task is no longer running this attempt (cancelled, expired, rescued): the
+    worker should stop."""
+    return bool(_running(task_id, attempt).update(stage=stage))
+
+
+def save_partial_text(task_id: TaskId, text: str, attempt: int | None = None) -> bool:
+    return bool(_running(task_id, attempt).update(partial_text=text))
 
 
 def finish_task(
@@ -44,7 +68,8 @@ def finish_task(
     timings: dict | None = None,
     now: datetime | None = None,
 ) -> bool:
-    """End a running task. Returns False if it had already ended some other way."""
+    """End a running task (this attempt of it). Returns False if it had already ended some other
+    way or was rescued from under this worker."""
     now = now or timezone.now()
     timings = {
         "queue_ms": ms_between(task.submitted_at, task.started_at),
@@ -53,7 +78,7 @@ def finish_task(
         **(timings or {}),
         "total_ms": ms_between(task.submitted_at, now),
     }
-    won = FortuneTask.objects.filter(id=task.id, status=Status.RUNNING).update(
+    won = _running(task.id, task.attempt).update(
         status=status,
         stage=Stage.DONE,
         finished_at=now,
@@ -66,13 +91,14 @@ def finish_task(
     return bool(won)
 
 
-def _end_active(queryset, status: str, error: dict | None, now: datetime) -> int:
+def _end_active(queryset, status: str, error: dict | None, now: datetime, attempt: int | None = None) -> int:
     """End every active task in `queryset`, one conditional update per task. The update is
     conditional on the task being active, not on the status just read, so a cancel racing a
-    worker's claim (queued -> running) still wins."""
+    worker's claim (queued -> running) still wins; given `attempt`, only while it is that attempt."""
     ended = 0
     for task in queryset.filter(status__in=ACTIVE).only("id", "submitted_at", "started_at"):
-        won = FortuneTask.objects.filter(id=task.id, status__in=ACTIVE).update(
+        active = FortuneTask.objects.filter(id=task.id, status__in=ACTIVE)
+        won = _of_attempt(active, attempt).update(
             status=status,
             stage=Stage.DONE,
             finished_at=now,
@@ -115,6 +141,35 @@ def expire_overdue(now: datetime | None = None, tasks: QuerySet[FortuneTask] | N
     if ended:
         log.warning("ended %d overdue task(s)", ended)
     return ended
+
+
+WORKER_LOST_ERROR = {
+    "code": "worker_lost",
+    "message": "The worker running the task was lost, with too little time or too few attempts left to run it again.",
+}
+
+
+def requeue_task(task_id: TaskId, status: str, attempt: int, now: datetime | None = None) -> bool:
+    """Rescue an orphan: `status` (running or queued) with `attempt` N becomes queued with attempt
+    N + 1. Only one rescuer wins, and the worker that held attempt N can write nothing more."""
+    won = FortuneTask.objects.filter(id=task_id, status=status, attempt=attempt).update(
+        status=Status.QUEUED,
+        stage=Stage.QUEUED,
+        attempt=attempt + 1,
+        started_at=None,
+        worker_pid=None,
+        worker_host="",
+        partial_text="",
+        rescued_at=now or timezone.now(),
+    )
+    return bool(won)
+
+
+def end_lost(task_id: TaskId, attempt: int, now: datetime | None = None) -> bool:
+    """End an orphan that cannot be run again: timed_out with `worker_lost`, at once."""
+    now = now or timezone.now()
+    lost = FortuneTask.objects.filter(id=task_id)
+    return bool(_end_active(lost, Status.TIMED_OUT, WORKER_LOST_ERROR, now, attempt=attempt))
 
 
 def count_delivery(task_id: TaskId) -> None:

@@ -90,6 +90,13 @@ class FortuneTask(models.Model):
     # How often a worker was handed this task; more than 1 means a re-delivery.
     deliveries = models.PositiveIntegerField(default=0)
     worker_pid = models.PositiveIntegerField(null=True, blank=True)
+    # The claiming worker's host: liveness is judged by (host, pid) against the cluster heartbeats.
+    worker_host = models.CharField(max_length=255, blank=True, default="")
+    # Which run this is: a rescue (chat/rescue.py) re-queues an orphan as attempt + 1, and every
+    # later write is conditional on the attempt, so a worker of an earlier one writes nothing.
+    attempt = models.PositiveIntegerField(default=1)
+    # When it was last re-queued by a rescue (None: never): the rescue figures and alert count these.
+    rescued_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-submitted_at"]

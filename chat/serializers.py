@@ -38,6 +38,8 @@ class TaskSerializer(serializers.ModelSerializer):
     conversation: serializers.PrimaryKeyRelatedField[Conversation] = serializers.PrimaryKeyRelatedField(read_only=True)
     timings = serializers.SerializerMethodField()
     partial_text = serializers.CharField(read_only=True)
+    # How many times a worker was set on it: more than 1 after a rescue (chat/rescue.py).
+    attempts = serializers.IntegerField(source="attempt", read_only=True)
 
     class Meta:
         model = FortuneTask
@@ -55,6 +57,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "error",
             "timings",
             "partial_text",
+            "attempts",
         ]
 
     def get_timings(self, task: FortuneTask) -> dict:

@@ -186,11 +186,13 @@ def _create(user: User, q: Question, key: str | None, digest: str, now) -> Fortu
 
 
 def enqueue(task: FortuneTask) -> bool:
-    """Hand the task id (never the object) to the worker cluster; False when the queue refused."""
+    """Hand the task id and its attempt (never the object) to the worker cluster; False when the
+    queue refused. A rescue (chat/rescue.py) enqueues the same task again as its next attempt."""
     try:
         async_task(
             "chat.pipeline.run_fortune_task",
             str(task.id),
+            task.attempt,
             timeout=settings.Q_TIMEOUT,
             task_name=f"fortune-{task.id}",
             group="fortune",

@@ -162,3 +162,30 @@ def live_workers(clusters: list[dict], now: datetime | None = None) -> list[dict
     pairs = [(c["host"], pid) for c in clusters for pid in c["workers"]]
     entries = cache.get_many([worker_key(host, pid) for host, pid in pairs])
     return [_worker(pid, host, entries.get(worker_key(host, pid)), now) for host, pid in pairs]
+
+
+# --- Liveness queries for the rescue (chat/rescue.py) ------------------------------------------
+
+
+def live_worker_ids(live: Liveness) -> set[tuple[str, int]]:
+    """(host, pid) of every worker in a live cluster's heartbeat: a task's worker missing from it
+    is dead, or its whole cluster is (killed, frozen, cut off), or the heartbeat is late."""
+    return {(w["host"], int(w["pid"])) for w in live.workers}
+
+
+def idle_workers(live: Liveness, now: datetime, settled: float) -> int:
+    """Workers idle for at least `settled` seconds in live clusters whose internal queue is empty:
+    while any exist, the broker has nothing it can hand them, so a task long queued is lost
+    (with Redis, a dead cluster took it with its prefetched tasks). A worker between two tasks
+    is idle for milliseconds only; one without a record has been idle past OPS_WORKER_TTL."""
+    by_id = {(w["host"], w["pid"]): w for w in live.workers}
+    count = 0
+    for cluster in live.clusters:
+        if cluster.get("task_q_size"):
+            continue
+        for pid in cluster["workers"]:
+            worker = by_id.get((cluster["host"], pid))
+            if worker and worker["state"] == IDLE:
+                idle_ms = _ms_since(worker["last_seen"], now)
+                count += idle_ms is None or idle_ms >= settled * 1000
+    return count

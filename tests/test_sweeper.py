@@ -14,7 +14,7 @@ def test_a_pass_ends_overdue_tasks_and_leaves_a_heartbeat(alice, poem, settings)
     later = task.deadline + timedelta(seconds=settings.TASK_GRACE + 1)
     assert sweeper.sweep_once(now=later) == 1
     assert FortuneTask.objects.get(id=task.id).status == Status.TIMED_OUT
-    assert cache.get(sweeper.HEARTBEAT_KEY) == {"at": later.isoformat(), "ended": 1}
+    assert cache.get(sweeper.HEARTBEAT_KEY) == {"at": later.isoformat(), "ended": 1, "rescued": 0, "lost": 0}
 
 
 @pytest.mark.parametrize("fault", [OperationalError("database is locked"), ConnectionError("cache down")])
