@@ -3,8 +3,9 @@
 Sends {"type": "task.update", "task": {...as GET}} on connect and on every status or stage
 change, {"type": "task.token", "text": delta} as `partial_text` grows, and closes after the
 terminal update. A client's text is the last update's `task.partial_text` plus the tokens
-since; the terminal update's `result.interpretation` is the final word (a fallback reading
-replaces whatever was streamed).
+since; {"type": "task.reset"} (then a full update) says the text sent so far was replaced
+(LLM failover). The terminal update's `result.interpretation` is the final word (a fallback
+reading replaces whatever was streamed).
 
 Each socket checks its user and ownership once, at connect; the polling is done by one
 `TaskFeed` per task for all of that task's sockets (chat/fanout.py). It polls the task row
@@ -110,7 +111,10 @@ class TaskFeed(Feed):
     async def tell(self, task: FortuneTask) -> None:
         """Newcomers get the full update; regulars the new text and, on a change, the update."""
         newcomers, regulars = self.roll_call()
+        replaced = bool(self.sent_text) and not task.partial_text.startswith(self.sent_text)
         token, full = self.changes(task)
+        if replaced:  # LLM failover withdrew the text streamed so far: the update that follows restarts it
+            await self.publish({"type": "task.reset"}, regulars)
         if token:
             await self.publish({"type": "task.token", "text": token}, regulars)
         to = [*regulars, *newcomers] if full else newcomers

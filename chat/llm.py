@@ -6,6 +6,8 @@ caller waits on that queue with the smaller of the time left and the allowed gap
 chunks. Socket timeouts alone cannot promise that: a server that drips bytes which never form
 an event keeps every read short while the call goes on forever.
 
+`endpoint` (chat/llm_endpoints.py) names the server, key and model; the primary by default.
+
 Failures come out as three exceptions: LLMTimeout (budget or chunk gap exceeded), LLMBadOutput
 (unparseable, empty or non-text reply) and LLMError (anything else: HTTP status, connection).
 
@@ -27,6 +29,7 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletionMessageParam
 
+from chat.llm_endpoints import Endpoint, primary
 from fortune_project.resilience.deadlines import Deadline
 
 log = logging.getLogger(__name__)
@@ -56,14 +59,15 @@ def llm_configured() -> bool:
     return bool(settings.LLM_BASE_URL or settings.OPENAI_API_KEY)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _client(base_url: str, api_key: str, pid: int) -> openai.OpenAI:
     """One client per process and configuration; `pid` keeps a forked worker off its parent's sockets."""
     return openai.OpenAI(base_url=base_url or None, api_key=api_key or "none", max_retries=0)
 
 
-def client() -> openai.OpenAI:
-    return _client(settings.LLM_BASE_URL, settings.OPENAI_API_KEY, os.getpid())
+def client(endpoint: Endpoint | None = None) -> openai.OpenAI:
+    endpoint = endpoint or primary()
+    return _client(endpoint.base_url, endpoint.api_key, os.getpid())
 
 
 def http_timeout(budget: float) -> openai.Timeout:
@@ -77,7 +81,11 @@ def http_timeout(budget: float) -> openai.Timeout:
 
 
 def stream_reading(
-    messages: list[ChatCompletionMessageParam], *, deadline: Deadline, on_text: OnText | None = None
+    messages: list[ChatCompletionMessageParam],
+    *,
+    deadline: Deadline,
+    on_text: OnText | None = None,
+    endpoint: Endpoint | None = None,
 ) -> str:
     """Stream a chat completion and return its text, capped at LLM_MAX_CHARS, by `deadline`.
 
@@ -85,16 +93,19 @@ def stream_reading(
     waiting; if it returns False (the task was cancelled) reading stops and the text so far is
     returned as is. Raises LLMTimeout, LLMBadOutput or LLMError.
     """
-    budget_seconds = deadline.for_call("llm")
+    endpoint = endpoint or primary()
+    budget_seconds = deadline.for_call(endpoint.breaker)
     feed = _Feed()
-    threading.Thread(target=_pump, args=(messages, budget_seconds, feed), name="llm-stream", daemon=True).start()
+    args = (endpoint, messages, budget_seconds, feed)
+    threading.Thread(target=_pump, args=args, name="llm-stream", daemon=True).start()
     started = time.monotonic()
     try:
         text, complete = _collect(feed, started, budget_seconds, on_text or (lambda text: None))
     finally:
         feed.cancel()
     elapsed = time.monotonic() - started
-    log.info("llm reply: %d chars in %.2f s%s", len(text), elapsed, "" if complete else " (stopped early)")
+    stopped = "" if complete else " (stopped early)"
+    log.info("llm reply from %s: %d chars in %.2f s%s", endpoint.name, len(text), elapsed, stopped)
     return usable_text(text) if complete else text
 
 
@@ -121,11 +132,11 @@ def _close_quietly(stream: openai.Stream) -> None:
         pass
 
 
-def _pump(messages: list[ChatCompletionMessageParam], budget: float, feed: _Feed) -> None:
+def _pump(endpoint: Endpoint, messages: list[ChatCompletionMessageParam], budget: float, feed: _Feed) -> None:
     """Runs in the stream thread: the HTTP call and the chunk loop."""
     try:
-        stream = client().chat.completions.create(
-            model=settings.LLM_MODEL,
+        stream = client(endpoint).chat.completions.create(
+            model=endpoint.model,
             messages=messages,
             stream=True,
             temperature=0.7,

@@ -1,9 +1,10 @@
 """Django-Q2 signal receivers: each worker records its busy/idle state (chat/workers.py).
 
 They run inside the worker process (post_spawn at start, pre_execute / post_execute_in_worker
-around each task). A bookkeeping failure must never cost a task, so every receiver swallows and
-logs its errors. With Redis, a change also hints whoever listens on WORKERS_GROUP (the operations
-live page) to poll at once; the in-memory channel layer cannot cross processes, so embedded mode
+around each task); at start the worker first warms up (chat/warmup.py: the embedding model).
+A bookkeeping failure must never cost a task, so every receiver swallows and logs its errors.
+With Redis, a change also hints whoever listens on WORKERS_GROUP (the operations live page) to
+poll at once; the in-memory channel layer cannot cross processes, so embedded mode
 relies on polling.
 """
 
@@ -15,7 +16,7 @@ from channels.layers import get_channel_layer
 from django.dispatch import receiver
 from django_q.signals import post_execute_in_worker, post_spawn, pre_execute
 
-from chat import workers
+from chat import warmup, workers
 from chat.live import hints_enabled
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def _safely(action: Callable[[], object]) -> None:
 
 @receiver(post_spawn, dispatch_uid="chat.worker_spawned")
 def worker_spawned(sender, proc_name: str = "", **kwargs) -> None:
+    # In the new worker, after the fork: warm first, so "idle" in the pool means ready.
+    warmup.warm_up()
     _safely(workers.record_idle)
 
 

@@ -16,7 +16,9 @@ from django.core.cache import cache
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from chat.llm_stats import primary_bypassed_since
 from chat.models import ENDED, Status
+from chat.rescue import recent_rescues
 from chat.stats import backlog, recent_outcomes
 from chat.sweeper import HEARTBEAT_KEY
 from chat.workers import Liveness, liveness
@@ -58,7 +60,10 @@ class Facts:
     oldest_queued_age_s: float | None = None
     ended: dict[str, int] = field(default_factory=dict)  # by status, over ALERT_WINDOW
     orphaned: int = 0  # tasks ended past deadline + grace over ALERT_WINDOW
+    rescued: int = 0  # tasks re-queued by a rescue over ALERT_WINDOW (chat/rescue.py)
+    workers_lost: int = 0  # tasks ended worker_lost over ALERT_WINDOW
     sweeper_age_s: float | None = None
+    llm_bypassed_since: datetime | None = None  # fallbacks answering in place of the primary LLM since
     first_seen: dict[str, datetime] = field(default_factory=dict)
 
 
@@ -154,11 +159,33 @@ def orphan_alerts(facts: Facts) -> list[Alert]:
     return [Alert("orphaned_tasks", WARNING, message)]
 
 
+def rescue_alerts(facts: Facts) -> list[Alert]:
+    """Rescues are the system working, but many in a short while mean workers or clusters keep dying."""
+    caught = facts.rescued + facts.workers_lost
+    if caught < settings.ALERT_RESCUES:
+        return []
+    message = (
+        f"{caught} task(s) lost their worker in the last {_minutes(settings.ALERT_WINDOW)} "
+        f"({facts.rescued} re-run, {facts.workers_lost} ended worker_lost; alert at {settings.ALERT_RESCUES}): "
+        "workers or clusters keep dying."
+    )
+    return [Alert("rescue_spike", CRITICAL if caught >= 2 * settings.ALERT_RESCUES else WARNING, message)]
+
+
 def sweeper_alerts(facts: Facts) -> list[Alert]:
     age = facts.sweeper_age_s
     if age is None or age <= settings.ALERT_SWEEPER_STALE:
         return []
     return [Alert("sweeper_stale", WARNING, f"The sweeper's last pass was {_minutes(age)} ago.")]
+
+
+def llm_bypass_alerts(facts: Facts) -> list[Alert]:
+    since = facts.llm_bypassed_since
+    if since is None or (facts.now - since).total_seconds() <= settings.ALERT_LLM_BYPASSED:
+        return []
+    bypassed = _minutes((facts.now - since).total_seconds())
+    message = f"The primary LLM endpoint has been bypassed for {bypassed}: fallback endpoints answer the readings."
+    return [Alert("llm_primary_bypassed", WARNING, message, started=since)]
 
 
 RULES: tuple[Callable[[Facts], list[Alert]], ...] = (
@@ -168,7 +195,9 @@ RULES: tuple[Callable[[Facts], list[Alert]], ...] = (
     failure_alerts,
     timeout_alerts,
     orphan_alerts,
+    rescue_alerts,
     sweeper_alerts,
+    llm_bypass_alerts,
 )
 
 
@@ -216,6 +245,7 @@ def gather(
     """Read the state the rules judge; pass what the caller already has to avoid re-reading it."""
     live = live or liveness(now)
     outcomes = recent_outcomes(now, settings.ALERT_WINDOW)
+    rescues = recent_rescues(now, settings.ALERT_WINDOW)
     if queue is not None:
         queued, age_ms = queue["queued"], queue["oldest_queued_age_ms"]
         age_s = age_ms / 1000 if age_ms is not None else None
@@ -232,7 +262,12 @@ def gather(
         oldest_queued_age_s=age_s,
         ended=outcomes.ended,
         orphaned=outcomes.late,
+        rescued=rescues["rescued"],
+        workers_lost=rescues["worker_lost"],
         sweeper_age_s=sweeper["age_s"] if (sweeper := sweeper_state(now)) else None,
+        llm_bypassed_since=primary_bypassed_since(
+            now, lookback=settings.ALERT_LLM_BYPASSED + settings.ALERT_WINDOW, recent=settings.ALERT_WINDOW
+        ),
         first_seen=load_first_seen(),
     )
 

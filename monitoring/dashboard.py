@@ -13,7 +13,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from chat.llm_stats import endpoint_figures
 from chat.models import TERMINAL, FortuneTask, Status
+from chat.rescue import recent_rescues, rescue_totals
 from chat.stats import percentile, queue_state, window_figures
 from chat.workers import BUSY, IDLE, Liveness, liveness
 from fortune_project.resilience.breakers import all_snapshots
@@ -98,8 +100,23 @@ def latest_tasks(limit: int = LATEST_TASKS) -> list[dict]:
     ]
 
 
+def rescue_figures(now: datetime) -> dict:
+    """Orphaned tasks re-queued (`rescued`) or ended `worker_lost`, over 1 h and 24 h, and all-time."""
+    return {
+        "last_1h": recent_rescues(now, 3600),
+        "last_24h": recent_rescues(now, 24 * 3600),
+        "total": rescue_totals(),
+    }
+
+
 def task_section(now: datetime) -> dict:
-    return {"last_1h": window_figures(now, 1), "last_24h": window_figures(now, 24), "series": series(now)}
+    return {
+        "last_1h": window_figures(now, 1),
+        "last_24h": window_figures(now, 24),
+        "series": series(now),
+        "rescues": rescue_figures(now),
+        "llm": endpoint_figures(now),  # per LLM endpoint over the last hour (chat/llm_stats.py)
+    }
 
 
 class _Memo:

@@ -21,7 +21,9 @@ from django.utils.crypto import constant_time_compare
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from chat import llm_endpoints, llm_stats
 from chat.models import ACTIVE, TERMINAL, FortuneTask
+from chat.rescue import rescue_totals
 from chat.stats import queue_state, status_counts
 from chat.workers import BUSY, IDLE, liveness
 from fortune_project.resilience.breakers import all_snapshots
@@ -112,6 +114,52 @@ def worker_metrics() -> Iterable[Metric]:
     ]
 
 
+def rescue_metrics() -> Iterable[Metric]:
+    """Orphaned tasks caught by the sweeper (chat/rescue.py), counted from the task rows, so the
+    counters survive restarts and agree across web processes."""
+    totals = rescue_totals()
+    rescues = CounterMetricFamily(
+        "fortune_task_rescues", "Times an orphaned task was re-queued as a new attempt.", value=totals["rescues"]
+    )
+    lost = CounterMetricFamily(
+        "fortune_tasks_worker_lost",
+        "Tasks ended worker_lost: orphaned with too little time left to re-run.",
+        value=totals["worker_lost"],
+    )
+    return [rescues, lost]
+
+
+def llm_metrics() -> Iterable[Metric]:
+    """Per configured LLM endpoint: calls and failed calls ever, call time as a histogram, and the
+    last hour's p50/p95 as the dashboard shows them (chat/llm_stats.py)."""
+    calls = CounterMetricFamily("fortune_llm_calls", "LLM calls made, by endpoint.", labels=["endpoint"])
+    failures = CounterMetricFamily(
+        "fortune_llm_call_failures", "LLM calls that timed out, erred or answered garbage.", labels=["endpoint"]
+    )
+    durations = HistogramMetricFamily(
+        "fortune_llm_call_duration_seconds", "Time of each LLM call, failed ones too.", labels=["endpoint"]
+    )
+    for name in llm_endpoints.names():
+        row = llm_stats.calls_to(name).aggregate(
+            n=Count("id"),
+            failed=Count("id", filter=llm_stats.failed(name)),
+            total=Sum("call_ms"),
+            **_bucket_counts("call_ms", lambda b: b * 1000),
+        )
+        calls.add_metric([name], row["n"])
+        failures.add_metric([name], row["failed"])
+        buckets, total = _histogram_row(row, 1000)
+        durations.add_metric([name], buckets, total)
+    recent = GaugeMetricFamily(
+        "fortune_llm_call_latency_seconds", "LLM call time over the last hour.", labels=["endpoint", "quantile"]
+    )
+    for figures in llm_stats.endpoint_figures(timezone.now()):
+        for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms")):
+            if figures[key] is not None:
+                recent.add_metric([figures["endpoint"], quantile], figures[key] / 1000)
+    return [calls, failures, durations, recent]
+
+
 def breaker_metrics() -> Iterable[Metric]:
     state = GaugeMetricFamily("fortune_breaker_state", "1 for each breaker's current state.", labels=["name", "state"])
     failures = GaugeMetricFamily("fortune_breaker_failures", "Current failure count.", labels=["name"])
@@ -128,7 +176,9 @@ SECTIONS: dict[str, Callable[[], Iterable[Metric] | Metric]] = {
     "queue_waits": queue_waits,
     "queue": queue_metrics,
     "workers": worker_metrics,
+    "rescues": rescue_metrics,
     "breakers": breaker_metrics,
+    "llm": llm_metrics,
 }
 
 
@@ -167,9 +217,11 @@ def _authorized(request: HttpRequest) -> bool:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    if not _authorized(request):
-        message = "METRICS_TOKEN bearer token or a staff session required\n"
-        response = HttpResponse(message, status=401, content_type="text/plain")
-        response["WWW-Authenticate"] = "Bearer"
-        return response
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    if _authorized(request):
+        return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    message = "METRICS_TOKEN bearer token or a staff session required\n"
+    if request.user.is_authenticated:  # signed in, but not an operator: other credentials would not help
+        return HttpResponse(message, status=403, content_type="text/plain")
+    response = HttpResponse(message, status=401, content_type="text/plain")
+    response["WWW-Authenticate"] = "Bearer"
+    return response

@@ -77,12 +77,24 @@ def test_the_llm_budget_is_the_smaller_of_llm_timeout_and_the_time_left(poem, se
     settings.LLM_BASE_URL, settings.LLM_TIMEOUT = "http://127.0.0.1:9/v1", 60
     budgets: list[float] = []
     monkeypatch.setattr(
-        llm, "stream_reading", lambda m, deadline, on_text: budgets.append(deadline.for_call("llm")) or "ok"
+        llm, "stream_reading", lambda m, deadline, on_text, endpoint: budgets.append(deadline.for_call("llm")) or "ok"
     )
     ask(poem, seconds=10)
     ask(poem, seconds=600)
     assert 8.5 < budgets[0] <= 9.0  # ten seconds left, one kept back for the fallback
     assert 59.9 < budgets[1] <= 60
+
+
+def test_both_readers_answer_on_the_routed_topics(poem, settings, monkeypatch):
+    settings.LLM_BASE_URL = "http://127.0.0.1:9/v1"
+    sent: list[str] = []
+    monkeypatch.setattr(
+        llm, "stream_reading", lambda m, deadline, on_text, endpoint: sent.append(m[1]["content"]) or "ok"
+    )
+    ask(poem, topics=["wealth", "career"])
+    assert "<topics>\nwealth, career\n</topics>" in sent[0]
+    settings.LLM_BASE_URL = ""
+    assert f"On money: {poem.advice['wealth']}" in ask(poem, topics=["wealth", "career"]).text
 
 
 # --- the throttle ----------------------------------------------------------------------------------

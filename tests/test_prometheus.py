@@ -112,7 +112,8 @@ def test_without_a_token_set_only_staff_sessions_may_read_it(db, settings, alice
     seeker, operator = Client(), Client()
     seeker.force_login(alice)
     operator.force_login(bob)
-    assert seeker.get("/metrics").status_code == 401
+    assert seeker.get("/metrics").status_code == 403  # signed in, but not staff
+    assert seeker.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
     assert operator.get("/metrics").status_code == 200
 
 
