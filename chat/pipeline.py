@@ -27,12 +27,14 @@ class _Stopped(Exception):
     """The task left `running` under us (cancelled or expired): stop quietly."""
 
 
-def run_fortune_task(task_id: str) -> str:
+def run_fortune_task(task_id: str, attempt: int | None = None) -> str:
+    """`attempt` is the one enqueued (chat/rescue.py re-queues an orphan as the next); a delivery
+    of an earlier attempt finds the claim refused. None: enqueued before attempts existed."""
     lifecycle.count_delivery(task_id)
-    task = lifecycle.claim_task(task_id, os.getpid())
+    task = lifecycle.claim_task(task_id, os.getpid(), attempt=attempt)
     if task is None:
         return "skipped"
-    timings: dict[str, int] = {}  # each stage's time as it ends, kept whichever way the task ends
+    timings: dict[str, object] = {}  # each stage's time as it ends, kept whichever way the task ends
     try:
         return _run(task, timings)
     except _Stopped:
@@ -56,11 +58,11 @@ def run_fortune_task(task_id: str) -> str:
 
 
 def _stage(task: FortuneTask, stage: str) -> None:
-    if not lifecycle.move_to_stage(task.id, stage):
+    if not lifecycle.move_to_stage(task.id, stage, task.attempt):
         raise _Stopped
 
 
-def _run(task: FortuneTask, timings: dict[str, int]) -> str:
+def _run(task: FortuneTask, timings: dict[str, object]) -> str:
     deadline = Deadline(task.deadline)
     poem = task.poem or draw_poem(task.temple)
 
@@ -75,11 +77,14 @@ def _run(task: FortuneTask, timings: dict[str, int]) -> str:
         poem,
         retrieval.passages,
         deadline,
-        on_text=progress_saver(task.id),
+        on_text=progress_saver(task.id, task.attempt),
         history=recent_turns(task.conversation_id, task.id),
         language=task.language,
+        topics=[t.topic for t in retrieval.topics],
     )
     timings["llm_ms"] = int((time.monotonic() - started) * 1000)
+    if reading.calls:
+        timings["llm_calls"] = reading.calls  # per endpoint {"ms", "ok"}: chat/llm_stats.py adds them up
 
     _stage(task, Stage.SAVING)
     reasons = retrieval.degraded_reasons + reading.degraded_reasons
@@ -90,7 +95,10 @@ def _run(task: FortuneTask, timings: dict[str, int]) -> str:
         "degraded_reasons": reasons,
         "sources": sorted({p.poem for p in retrieval.passages} | {poem.id}),
         "passages": [p.as_dict() for p in retrieval.passages],
+        "topics": [t.as_dict() for t in retrieval.topics],  # the routed topics, best first
     }
+    if reading.llm:
+        result["llm"] = reading.llm  # which endpoint answered: {"endpoint", "model"}
     with transaction.atomic():
         if not lifecycle.finish_task(task, Status.SUCCEEDED, result=result, timings=timings):
             raise _Stopped
@@ -98,11 +106,11 @@ def _run(task: FortuneTask, timings: dict[str, int]) -> str:
     return Status.SUCCEEDED
 
 
-def progress_saver(task_id: TaskId) -> Callable[[str], bool]:
+def progress_saver(task_id: TaskId, attempt: int | None = None) -> Callable[[str], bool]:
     """Saves the streamed text and wakes the task's sockets; False once the task stopped running."""
 
     def save(text: str) -> bool:
-        alive = lifecycle.save_partial_text(task_id, text)
+        alive = lifecycle.save_partial_text(task_id, text, attempt)
         notify_task(task_id)
         return alive
 

@@ -1,5 +1,6 @@
-"""The prompt for a reading: a careful reader's instructions, the poem, the retrieved passages,
-the last turns of the conversation and the question, each in its own tagged block.
+"""The prompt for a reading: a careful reader's instructions, the poem, the topics the question
+was routed to, the retrieved passages, the last turns of the conversation and the question, each
+in its own tagged block.
 
 Everything the user wrote (question, earlier turns) is data, never instructions: it sits inside
 tags the system prompt names, and any of our tag names inside it is defused so it cannot close
@@ -26,7 +27,7 @@ MAX_TURN_CHARS = 600
 MAX_PASSAGES = 6
 MAX_PASSAGE_CHARS = 500
 MAX_QUESTION_CHARS = 2000
-_TAGS = ("poem", "passages", "history", "question", "turn", "system")
+_TAGS = ("poem", "topics", "passages", "history", "question", "turn", "system")
 _TAG = re.compile(r"<\s*/?\s*(" + "|".join(_TAGS) + r")\b[^>]*>", re.IGNORECASE)
 
 SYSTEM_PROMPT = """\
@@ -35,6 +36,8 @@ a poem and asks a question. Explain what the poem may mean for their question.
 
 How to read:
 - Ground the reading in the poem and the passages given below; do not invent verses or facts.
+- <topics>…</topics> names what the question is about, best first. Answer it from the poem's \
+advice on those topics; let the verse and the meaning support that advice, not replace it.
 - Be warm and honest. A poem suggests; it never decides. Do not promise outcomes.
 - For health, legal or money matters, be gentle and suggest asking a qualified person.
 - If the question is unclear or not a question at all, read the poem's general message.
@@ -79,6 +82,12 @@ def passages_block(passages: Sequence[Passage]) -> str:
     return "<passages>\n" + defuse("\n".join(lines)) + "\n</passages>"
 
 
+def topics_block(topics: Sequence[str]) -> str:
+    if not topics:
+        return ""
+    return "<topics>\n" + ", ".join(t.replace("_", " ") for t in topics) + "\n</topics>"
+
+
 def history_block(turns: Sequence[tuple[str, str]]) -> str:
     if not turns:
         return ""
@@ -94,11 +103,15 @@ def build_messages(
     *,
     history: Sequence[tuple[str, str]] = (),
     language: str = "en",
+    topics: Sequence[str] = (),
 ) -> list[ChatCompletionMessageParam]:
-    """The chat messages for one reading: a system prompt and one user message of tagged blocks."""
+    """The chat messages for one reading: a system prompt and one user message of tagged blocks.
+    `topics` are the question's routed topics, best first; `passages` come in retrieval's order,
+    which puts their advice first, so the bounded passages block always carries it."""
     language_name = LANGUAGE_NAMES.get(language, LANGUAGE_NAMES["en"])
     blocks = [
         poem_block(poem),
+        topics_block(topics),
         passages_block(passages),
         history_block(history),
         f"<question>\n{defuse(clip(question, MAX_QUESTION_CHARS))}\n</question>",

@@ -60,6 +60,14 @@ class Hit:
 
 
 @dataclass
+class Stored:
+    id: str
+    document: str
+    metadata: dict
+    embedding: list[float]
+
+
+@dataclass
 class _Connection:
     pid: int
     target: str
@@ -98,6 +106,23 @@ def query(collection: str, embedding: list[float], *, n_results: int, where: dic
         return [Hit(i, doc, dict(meta or {}), float(dist)) for i, doc, meta, dist in zip(*columns, strict=True)]
 
     return _run("query", timeout, call)
+
+
+def get(collection: str, *, ids: list[str] | None = None, where: dict | None = None, timeout: float) -> list[Stored]:
+    """Stored documents, metadata and vectors by id or metadata (no nearest-neighbour search);
+    ids that are not indexed are left out."""
+
+    def call(conn: _Connection) -> list[Stored]:
+        found = _collection(conn, collection).get(
+            ids=ids, where=where, include=["documents", "metadatas", "embeddings"]
+        )
+        columns = (found["ids"], found["documents"], found["metadatas"], found["embeddings"])
+        return [
+            Stored(i, doc, dict(meta or {}), [float(x) for x in vector])
+            for i, doc, meta, vector in zip(*columns, strict=True)
+        ]
+
+    return _run("get", timeout, call)
 
 
 def count(collection: str, timeout: float) -> int:
@@ -219,6 +244,16 @@ def _refuse_after_fork() -> None:
 
 def _target() -> str:
     return settings.CHROMA_URL or str(Path(settings.CHROMA_PATH).resolve())
+
+
+def store() -> str:
+    """Names the store this process reads: a server's URL or the embedded store's path."""
+    return _target()
+
+
+def index_version() -> str:
+    """Changes with every write to the embedded store ("" for a server, which has no marker)."""
+    return _read_marker() if embedded() else ""
 
 
 def _connect(writing: bool) -> _Connection:

@@ -9,7 +9,7 @@ distance in Chroma is 1 - dot product.
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -184,18 +184,33 @@ def get_embedder() -> Embedder:
     return slot.embedder
 
 
-def embed(texts: Sequence[str], timeout: float) -> list[list[float]]:
-    """Vectors for `texts`, or EmbeddingError once `timeout` seconds pass (loading included)."""
+def embed(texts: Sequence[str], timeout: float, *, release: Callable[[], None] | None = None) -> list[list[float]]:
+    """Vectors for `texts`, or EmbeddingError once `timeout` seconds pass (loading included).
+    `release` (a bulkhead slot's) is called when the work itself ends: an embedding abandoned at
+    its timeout goes on using the CPU, and must keep its slot until it stops."""
+
+    def work() -> list[list[float]]:
+        try:
+            return get_embedder().embed(texts, timeout) if texts else []
+        finally:
+            if release is not None:
+                release()
+
     if not texts:
-        return []
+        return work()
     try:
-        return call_with_timeout("embeddings", timeout, lambda: get_embedder().embed(texts, timeout))
+        return call_with_timeout("embeddings", timeout, work)
     except StageTimeout as exc:
         raise EmbeddingError(str(exc)) from exc
 
 
 def embed_one(text: str, timeout: float) -> list[float]:
     return embed([text], timeout)[0]
+
+
+def local() -> bool:
+    """Whether embedding runs in this process (the ONNX model) rather than at an endpoint."""
+    return settings.EMBEDDINGS != "openai"
 
 
 def model_id() -> str:

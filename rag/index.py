@@ -3,12 +3,13 @@ current by `load_poems`. One collection per embedding model (and passage format)
 from different models never meet."""
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import TextIOBase
 
 from django.conf import settings
 
 from rag import chroma_client, embeddings
+from rag.loader import poem_problem
 from rag.models import TOPICS, Poem
 from rag.passages import poem_passages
 
@@ -46,6 +47,7 @@ class IndexReport:
     poems: int = 0
     passages: int = 0
     removed: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (poem id, why) left out
 
 
 def collection_name() -> str:
@@ -81,16 +83,26 @@ def documents(poem: Poem) -> list[Document]:
 
 
 def index_poems(poem_ids: Iterable[int]) -> IndexReport:
-    """(Re)index these poems; passages of deleted poems or dropped topics are removed."""
+    """(Re)index these poems; passages of deleted poems or dropped topics are removed. A poem
+    `load_poems` would refuse today (over a size limit, malformed advice: written before the
+    limits or through the admin) is left out and named in `skipped`, so it cannot fill results."""
     wanted = list(dict.fromkeys(poem_ids))
-    poems = list(Poem.objects.filter(id__in=wanted).select_related("temple"))
-    docs = [d for poem in poems for d in documents(poem)]
+    report = IndexReport()
+    docs = []
+    for poem in Poem.objects.filter(id__in=wanted).select_related("temple"):
+        problem = poem_problem(poem)
+        if problem:
+            report.skipped.append((poem.id, f"{poem}: {problem}"))
+            continue
+        report.poems += 1
+        docs += documents(poem)
     _upsert(docs)
     kept = {d.id for d in docs}
     stale = [passage_id(i, t) for i in wanted for t in ALL_TOPICS if passage_id(i, t) not in kept]
     # Deleting ids that were never indexed is a no-op, so this needs no read first.
     chroma_client.delete(collection_name(), stale, timeout=settings.RAG_INDEX_TIMEOUT)
-    return IndexReport(poems=len(poems), passages=len(docs))
+    report.passages = len(docs)
+    return report
 
 
 def reindex_all(progress: Callable[[int, int], None] | None = None, fresh: bool = False) -> IndexReport:
@@ -104,8 +116,9 @@ def reindex_all(progress: Callable[[int, int], None] | None = None, fresh: bool 
         batch = index_poems(ids[start : start + POEMS_PER_BATCH])
         report.poems += batch.poems
         report.passages += batch.passages
+        report.skipped += batch.skipped
         if progress:
-            progress(report.poems, len(ids))
+            progress(report.poems + len(report.skipped), len(ids))
     report.removed = _remove_orphans(set(ids))
     return report
 
@@ -154,15 +167,39 @@ def _poem_of(doc_id: str) -> int | None:
     return int(parts[1]) if len(parts) >= 3 and parts[0] == "poem" and parts[1].isdigit() else None
 
 
-def index_changed_poems(poem_ids: list[int], stdout: TextIOBase, stderr: TextIOBase) -> bool:
-    """For `load_poems`: index what it changed; a failure is reported, never fatal, because
-    the poems are loaded (retrieval falls back to their text) and `rag_reindex` can catch up."""
-    if not poem_ids:
-        return True
-    try:
-        report = index_poems(poem_ids)
-    except (chroma_client.ChromaUnavailable, embeddings.EmbeddingError) as exc:
-        stderr.write(f"Indexing failed ({exc}); the poems are loaded: run `manage.py rag_reindex` later.")
-        return False
-    stdout.write(f"Indexed {report.poems} poem(s), {report.passages} passage(s) into {collection_name()}.")
-    return True
+class LoadIndexer:
+    """For `load_poems`, called with each batch of changed poems as soon as it is written, so
+    what was saved is indexed even when a later row or the file fails. A failure is reported,
+    never fatal: the poems are loaded (retrieval falls back to their text) and `rag_reindex`
+    catches up. After one failure it stops trying, since each attempt would wait out a timeout."""
+
+    def __init__(self) -> None:
+        self.report = IndexReport()
+        self.failure = ""
+        self.missed = 0
+
+    def __call__(self, poem_ids: list[int]) -> None:
+        if not self.failure:
+            try:
+                batch = index_poems(poem_ids)
+            except (chroma_client.ChromaUnavailable, embeddings.EmbeddingError) as exc:
+                self.failure = str(exc) or type(exc).__name__
+            else:
+                self.report.poems += batch.poems
+                self.report.passages += batch.passages
+                self.report.skipped += batch.skipped
+                return
+        self.missed += len(poem_ids)
+
+    def summary(self, stdout: TextIOBase, stderr: TextIOBase) -> None:
+        for _, why in self.report.skipped:
+            stderr.write(f"Not indexed: {why}")
+        if self.report.poems:
+            stdout.write(
+                f"Indexed {self.report.poems} poem(s), {self.report.passages} passage(s) into {collection_name()}."
+            )
+        if self.failure:
+            stderr.write(
+                f"Indexing failed ({self.failure}); {self.missed} changed poem(s) are loaded but not indexed: "
+                "run `manage.py rag_reindex` later."
+            )

@@ -1,8 +1,14 @@
 """The retrieval seam the pipeline calls: the passages of a poem (and related ones) for a question.
 
-Semantic retrieval over ChromaDB, bounded by RAG_TIMEOUT and the task's deadline; when Chroma or
-the embedding backend fails, the poem's own database text ranked by keywords answers instead and
-the result says so (`rag_unavailable`).
+The question is embedded once and routed to its topics (rag/router.py); the drawn poem's own
+passages come in that order (the routed topics' advice first, then the rest by similarity to the
+question), then RAG_RELATED_K passages on the routed topics from its temple's other poems. All
+within RAG_TIMEOUT and the task's deadline. The degradation ladder, each rung saying why:
+
+* Chroma down, slow or its breaker open, or the poem not indexed as it reads now: the poem's
+  database text, still routed and ranked by the embedding model, which needs no Chroma
+  (`rag_unavailable`, `rag_breaker_open`, `poem_not_indexed`);
+* the embedding model unavailable too: topic words in the question rank the database text.
 """
 
 import logging
@@ -11,12 +17,14 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from fortune_project.resilience.breakers import BreakerOpen, get_breaker
+from fortune_project.resilience.bulkhead import Bulkhead
 from fortune_project.resilience.deadlines import BudgetSpent, Deadline
-from rag import chroma_client, embeddings, index
+from rag import chroma_client, embeddings, index, poem_vectors, related, router
 from rag.chroma_client import ChromaBreakerOpen, ChromaUnavailable, Hit
 from rag.embeddings import EmbeddingError
-from rag.models import TOPICS, Poem, Temple
+from rag.models import Poem, Temple
 from rag.passages import Passage, keyword_passages, poem_passages
+from rag.router import Routing, TopicScore
 
 log = logging.getLogger(__name__)
 
@@ -32,35 +40,89 @@ _FAILURES = (ChromaUnavailable, EmbeddingError, BudgetSpent)
 class Retrieval:
     passages: list[Passage]
     degraded_reasons: list[str] = field(default_factory=list)
+    topics: list[TopicScore] = field(default_factory=list)  # the routed topics, best first
+
+
+@dataclass
+class _Progress:
+    """What the semantic path got before any failure: the router needs only the question vector."""
+
+    tried_embedding: bool = False
+    vector: list[float] | None = None
+    routing: Routing | None = None
 
 
 def retrieve(question: str, poem: Poem, deadline: Deadline) -> Retrieval:
-    """The poem's own passages, most relevant first, then RAG_RELATED_K from its temple's other poems."""
+    """The poem's own passages, the routed topics' advice first, then RAG_RELATED_K from its
+    temple's other poems."""
     budget = deadline.stage("retrieval", settings.RAG_TIMEOUT)  # DeadlineExceeded ends the task
+    progress = _Progress()
     try:
-        own, related = get_breaker("rag").call(_semantic, question, poem, budget)
+        own, others = get_breaker("rag").call(_semantic, question, poem, budget, progress)
     except (BreakerOpen, ChromaBreakerOpen) as exc:
         log.info("retrieval for poem %s skipped Chroma: %s", poem.id, exc)
-        return Retrieval(keyword_passages(question, poem), [RAG_BREAKER_OPEN])
+        return _from_text(question, poem, budget, progress, RAG_BREAKER_OPEN)
     except _FAILURES as exc:
-        log.warning("retrieval for poem %s fell back to keywords: %s", poem.id, exc)
-        return Retrieval(keyword_passages(question, poem), [RAG_UNAVAILABLE])
+        log.warning("retrieval for poem %s fell back to the poem's text: %s", poem.id, exc)
+        return _from_text(question, poem, budget, progress, RAG_UNAVAILABLE)
     if own is None:
         log.warning("poem %s is missing from the index or out of date; run rag_reindex", poem.id)
-        return Retrieval(keyword_passages(question, poem) + related, [POEM_NOT_INDEXED])
-    return Retrieval(own + related)
+        fallback = _from_text(question, poem, budget, progress, POEM_NOT_INDEXED)
+        return Retrieval(fallback.passages + others, fallback.degraded_reasons, fallback.topics)
+    assert progress.routing is not None  # _semantic routed before it ranked
+    return Retrieval(own + others, [], list(progress.routing.routed))
 
 
-def _semantic(question: str, poem: Poem, budget: Deadline) -> tuple[list[Passage] | None, list[Passage]]:
-    vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
-    return _own_passages(vector, poem, budget), _related_passages(vector, poem, budget)
+def _semantic(
+    question: str, poem: Poem, budget: Deadline, progress: _Progress
+) -> tuple[list[Passage] | None, list[Passage]]:
+    progress.tried_embedding = True
+    progress.vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
+    progress.routing = router.route_vector(progress.vector, timeout=budget.for_call("router"))
+    vectors = poem_vectors.indexed(poem, budget)
+    others = _related_passages(progress.vector, poem, progress.routing, budget)
+    own = poem_vectors.rank(vectors, progress.vector, progress.routing) if vectors is not None else None
+    return own, others
+
+
+def _from_text(question: str, poem: Poem, budget: Deadline, progress: _Progress, reason: str) -> Retrieval:
+    """The poem's database text: ranked by the router and the embedding model when they can
+    still answer, else by topic words in the question."""
+    try:
+        passages, routing = _ranked_here(question, poem, budget, progress)
+    except (EmbeddingError, BudgetSpent) as exc:
+        log.warning("ranking poem %s by topic words: %s", poem.id, exc)
+        routing = router.route_keywords(question)
+        passages = keyword_passages(question, poem)
+    return Retrieval(passages, [reason], list(routing.routed))
+
+
+def _ranked_here(question: str, poem: Poem, budget: Deadline, progress: _Progress) -> tuple[list[Passage], Routing]:
+    vector = progress.vector
+    if vector is None:
+        # Not tried yet only when a breaker refused the whole stage. The local model is asked
+        # then (it cannot hang on a network); a remote embeddings endpoint may be why it opened.
+        if progress.tried_embedding or not embeddings.local():
+            raise EmbeddingError("no question vector")
+        vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
+    routing = progress.routing or router.route_vector(vector, timeout=budget.for_call("router"))
+    return poem_vectors.rank(poem_vectors.embedded_here(poem, budget), vector, routing), routing
+
+
+# Searches embedding at once in this process (SEARCH_CONCURRENCY): embedding is CPU-bound, and
+# past the cap it would only slow every request down (measured: 80 parallel searches took the
+# public health answer to 5.5 s), so the next search is refused at once instead.
+SEARCH_SLOTS = Bulkhead("search", lambda: settings.SEARCH_CONCURRENCY)
 
 
 def search(question: str, temple: Temple | None = None, k: int = 5, timeout: float | None = None) -> list[Passage]:
     """The k passages nearest to the question, across poems (of one temple if given).
-    Raises ChromaUnavailable, EmbeddingError or BudgetSpent: free browsing has no poem to fall back on."""
+    Raises ChromaUnavailable, EmbeddingError or BudgetSpent: free browsing has no poem to fall back on;
+    BulkheadFull at once when SEARCH_CONCURRENCY searches are already embedding."""
     budget = Deadline.after(settings.RAG_SEARCH_TIMEOUT if timeout is None else timeout, name="search", final=False)
-    vector = embeddings.embed_one(question, timeout=budget.for_call("embeddings"))
+    seconds = budget.for_call("embeddings")
+    slot = SEARCH_SLOTS.acquire()  # held until the embedding itself ends, even one abandoned at its timeout
+    vector = embeddings.embed([question], timeout=seconds, release=slot.release)[0]
     where = {"temple": temple.slug} if temple else None
     hits = chroma_client.query(
         index.collection_name(), vector, n_results=k, where=where, timeout=budget.for_call("chromadb.query")
@@ -73,32 +135,15 @@ def to_passage(hit: Hit) -> Passage:
     return Passage(int(hit.metadata["poem_id"]), str(hit.metadata["topic"]), hit.document, 1.0 - hit.distance)
 
 
-def _own_passages(vector: list[float], poem: Poem, budget: Deadline) -> list[Passage] | None:
-    """Ranked by Chroma; None unless the index holds exactly the poem's current text."""
-    hits = chroma_client.query(
-        index.collection_name(),
-        vector,
-        n_results=len(TOPICS) + 2,
-        where={"poem_id": poem.id},
-        timeout=budget.for_call("chromadb.query"),
-    )
-    ranked = [to_passage(h) for h in hits]
-    current = {p.topic: p.text for p in poem_passages(poem)}
-    return ranked if {p.topic: p.text for p in ranked} == current else None
-
-
-def _related_passages(vector: list[float], poem: Poem, budget: Deadline) -> list[Passage]:
-    if settings.RAG_RELATED_K <= 0:
+def _related_passages(vector: list[float], poem: Poem, routing: Routing, budget: Deadline) -> list[Passage]:
+    """RAG_RELATED_K passages on the routed topics from the temple's other poems (rag/related.py)."""
+    k = settings.RAG_RELATED_K
+    if k <= 0:
         return []
-    where = {"$and": [{"temple": poem.temple.slug}, {"poem_id": {"$ne": poem.id}}]}
-    hits = chroma_client.query(
-        index.collection_name(),
-        vector,
-        n_results=settings.RAG_RELATED_K,
-        where=where,
-        timeout=budget.for_call("chromadb.query"),
-    )
-    return _current(hits)
+    candidates = related.nearest(vector, poem, routing.topics, 2 * k, budget)
+    advice = dict(Poem.objects.filter(id__in={p.poem for p in candidates}).values_list("id", "advice"))
+    # The database is the source of truth: a poem edited or deleted since Chroma was read drops out.
+    return [p for p in candidates if (advice.get(p.poem) or {}).get(p.topic) == p.text][:k]
 
 
 def _current(hits: list[Hit]) -> list[Passage]:
@@ -111,7 +156,8 @@ def _current(hits: list[Hit]) -> list[Passage]:
 
 
 def search_or_unavailable(question: str, temple: Temple | None, k: int) -> list[Passage] | None:
-    """`search`, or None when Chroma or the embedding backend failed or was too slow (logged)."""
+    """`search`, or None when Chroma or the embedding backend failed or was too slow (logged).
+    BulkheadFull (search saturated) goes to the caller: busy is not unavailable."""
     try:
         return search(question, temple, k)
     except _FAILURES as exc:

@@ -33,6 +33,23 @@ def test_it_answers_with_the_poem_and_topic_advice(ask, poem):
     assert poem.advice["career"] in result["interpretation"]
     assert result["passages"][0]["topic"] == "career"
     assert result["sources"] == [poem.id]
+    assert result["topics"][0]["topic"] == "career" and 0 < result["topics"][0]["score"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("question", "topic", "said"),
+    [
+        ("Will my new shop do well?", "career", "On work:"),
+        ("She left me last month. Will she come back?", "love", "On love:"),
+    ],
+)
+def test_without_an_llm_the_reading_answers_on_the_routed_topic(ask, poem, question, topic, said):
+    task = ask(question)
+    run_fortune_task(str(task.id))
+    task.refresh_from_db()
+    assert [t["topic"] for t in task.result["topics"]][0] == topic
+    assert f"{said} {poem.advice[topic]}" in task.result["interpretation"]
+    assert "On what was lost" not in task.result["interpretation"]
 
 
 def test_without_an_llm_the_reading_is_marked_degraded(ask):

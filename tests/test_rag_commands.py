@@ -62,15 +62,18 @@ def test_rag_query_keeps_to_a_temple(chroma_store, corpus, capsys):
     assert shown == cloud_peak
 
 
-def test_rag_query_for_a_poem_shows_what_a_task_would_get(chroma_store, corpus, capsys, settings):
+def test_rag_query_for_a_poem_shows_what_a_task_would_get(chroma_store, capsys, settings, db):
+    corpus = make_corpus(("jade-harbor",), poems=3)
     settings.RAG_RELATED_K = 2
     call_command("rag_reindex")
     capsys.readouterr()
     poem = corpus[0]
     out, _ = run(capsys, "rag_query", "Will my health improve?", "--poem", str(poem.id))
-    lines = out.splitlines()
+    topics, *lines = out.splitlines()
+    assert topics.startswith("topics: health ")
     assert len(lines) == 11 + 2
     assert f"poem {poem.id} " in lines[0] and "health" in lines[0]
+    assert [line.split()[5] for line in lines[11:]] == ["health", "health"]  # related: the routed topic
 
 
 def test_rag_query_names_an_unknown_temple(chroma_store, corpus):

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from fortune_project.resilience.breakers import get_breaker
 from fortune_project.resilience.deadlines import Deadline, DeadlineExceeded
-from rag import chroma_client, embeddings, index
+from rag import chroma_client, embeddings, index, poem_vectors, related
 from rag.chroma_client import ChromaUnavailable
 from rag.embeddings import EmbeddingError
 from rag.models import TOPICS, Poem, Temple
@@ -55,21 +55,83 @@ def test_the_matching_topic_ranks_first_for_at_least_90_percent_of_the_labelled_
     assert len(misses) <= 5, misses
 
 
-def test_own_passages_come_first_most_relevant_first_then_related_ones_from_the_same_temple(
+def test_own_passages_come_first_routed_advice_first_then_related_ones_on_that_topic_from_the_same_temple(
     sample_store, sample_poems, settings
 ):
     settings.RAG_RELATED_K = 4
     poem = poem_no(sample_poems, "cloud-peak", 7)
-    passages = retrieve("I lost my passport at the airport", poem, deadline()).passages
-    own, related = passages[: len(TOPICS) + 2], passages[len(TOPICS) + 2 :]
+    result = retrieve("I lost my passport at the airport", poem, deadline())
+    own, related = result.passages[: len(TOPICS) + 2], result.passages[len(TOPICS) + 2 :]
+    assert [t.topic for t in result.topics][0] == "lost_items"
     assert {p.poem for p in own} == {poem.id}
     assert {p.topic for p in own} == {"verse", "meaning", *TOPICS}
+    routed = len(result.topics)
+    assert [p.topic for p in own[:routed]] == [t.topic for t in result.topics]
+    rest = own[routed:]
+    assert [p.score for p in rest] == sorted((p.score for p in rest), reverse=True)
     assert len(related) == 4 and poem.id not in {p.poem for p in related}
+    assert {p.topic for p in related} <= {t.topic for t in result.topics}
+    assert [p.score for p in related] == sorted((p.score for p in related), reverse=True)
     temples = dict(Poem.objects.filter(id__in=[p.poem for p in related]).values_list("id", "temple__slug"))
     assert set(temples.values()) == {"cloud-peak"}
-    for group in (own, related):
-        assert [p.score for p in group] == sorted((p.score for p in group), reverse=True)
-    assert -1 <= min(p.score for p in passages) <= max(p.score for p in passages) <= 1
+    assert -1 <= min(p.score for p in result.passages) <= max(p.score for p in result.passages) <= 1
+
+
+@pytest.mark.parametrize(
+    ("question", "topic"),
+    [("Will my new shop do well?", "career"), ("She left me last month. Will she come back?", "love")],
+)
+def test_the_readmes_questions_get_their_topics_advice_first_whatever_poem_is_drawn(
+    sample_store, sample_poems, question, topic
+):
+    for poem in sample_poems[::7]:
+        result = retrieve(question, poem, deadline())
+        assert result.degraded_reasons == []
+        assert (result.passages[0].poem, result.passages[0].topic) == (poem.id, topic)
+        assert result.topics[0].topic == topic and 0 < result.topics[0].score <= 1
+
+
+def test_the_verse_and_the_meaning_never_come_before_the_routed_advice(sample_store, sample_poems):
+    poem = poem_no(sample_poems, "jade-harbor", 3)
+    for question in ("What does this poem say about my luck with money?", "Is the meaning of my poem good for love?"):
+        result = retrieve(question, poem, deadline())
+        assert result.passages[0].topic == result.topics[0].topic
+        assert result.passages[0].topic not in ("verse", "meaning")
+
+
+def test_a_poems_stored_vectors_are_fetched_once_per_version(sample_store, sample_poems, monkeypatch):
+    poem = poem_no(sample_poems, "jade-harbor", 9)
+    poem_vectors.forget()
+    fetched = []
+    real_get = chroma_client.get
+    monkeypatch.setattr(chroma_client, "get", lambda *a, **k: fetched.append(a) or real_get(*a, **k))
+    for question in ("Will I find my ring?", "Will my exam go well?", "Is my husband faithful?"):
+        assert retrieve(question, poem, deadline()).degraded_reasons == []
+    assert len(fetched) == 1
+    changed = Poem.objects.select_related("temple").get(id=poem.id)
+    changed.advice = {**changed.advice, "study": "Sit the exam in the morning."}
+    result = retrieve("Will my exam go well?", changed, deadline())
+    assert len(fetched) == 2  # another version: asked again, and the index holds the old text
+    assert result.degraded_reasons == ["poem_not_indexed"]
+    assert result.passages[0].text == "Sit the exam in the morning."
+
+
+def chroma_down(writing: bool):
+    raise ConnectionError("chroma is down")
+
+
+def test_a_warm_process_answers_in_full_through_a_chroma_outage_until_its_cache_is_stale(
+    sample_store, sample_poems, monkeypatch
+):
+    poem = poem_no(sample_poems, "cloud-peak", 11)
+    assert retrieve("Will my business grow?", poem, deadline()).degraded_reasons == []
+    monkeypatch.setattr(chroma_client, "_connect", chroma_down)
+    warm = retrieve("Is my shop going to make money?", poem, deadline())
+    assert warm.degraded_reasons == [] and len(warm.passages) == len(TOPICS) + 2 + 3
+    monkeypatch.setattr(related, "clock", lambda: time.monotonic() + 3600)
+    stale = retrieve("Is my shop going to make money?", poem, deadline())
+    assert stale.degraded_reasons == ["rag_unavailable"]
+    assert [p.topic for p in stale.passages[:1]] == [warm.passages[0].topic]
 
 
 def test_no_related_passages_are_added_when_related_k_is_zero(sample_store, sample_poems, settings):
@@ -107,14 +169,22 @@ def test_it_falls_back_to_the_poems_text_when_there_is_no_index(chroma_store, po
     assert (result.passages[0].topic, result.passages[0].text) == ("career", poem.advice["career"])
 
 
-def test_it_falls_back_to_the_poems_text_when_the_embedding_model_fails(chroma_store, poem, monkeypatch):
-    def broken(texts, timeout):
+def test_without_chroma_the_router_still_ranks_the_poems_text(chroma_store, poem):
+    result = retrieve("She left me last month. Will she come back?", poem, deadline())
+    assert result.degraded_reasons == ["rag_unavailable"]
+    assert (result.passages[0].topic, result.topics[0].topic) == ("love", "love")
+    assert {p.poem for p in result.passages} == {poem.id}
+
+
+def test_it_falls_back_to_topic_words_when_the_embedding_model_fails(chroma_store, poem, monkeypatch):
+    def broken(texts, timeout, **kwargs):
         raise EmbeddingError("cannot load the ONNX embedding model")
 
     monkeypatch.setattr(embeddings, "embed", broken)
     result = retrieve("Will my career take off?", poem, deadline())
     assert result.degraded_reasons == ["rag_unavailable"]
     assert result.passages[0].topic == "career"
+    assert [t.topic for t in result.topics] == ["career"]
 
 
 def test_a_poem_missing_from_the_index_is_answered_from_its_text(chroma_store, poem, shrine):
@@ -213,6 +283,7 @@ def test_an_unreachable_server_degrades_at_once(settings, sample_poems):
 @pytest.mark.slow
 def test_a_server_stopped_mid_run_degrades_and_retrieval_recovers_when_it_returns(served, sample_poems, settings):
     settings.RAG_TIMEOUT = 3
+    settings.RAG_CACHE_SECONDS = 0  # every retrieval reads the temple's vectors, as once the cache is stale
     poem = sample_poems[1]
     assert retrieve("Will I get the job?", poem, deadline()).degraded_reasons == []
     served.stop()
@@ -228,6 +299,7 @@ def test_a_server_slower_than_rag_timeout_degrades_within_the_budget(served, sam
     try:
         settings.CHROMA_URL = proxy.url
         settings.RAG_TIMEOUT = 1
+        settings.RAG_CACHE_SECONDS = 0
         chroma_client.reset_connection()
         poem = sample_poems[2]
         assert retrieve("Should I move abroad?", poem, deadline()).degraded_reasons == []

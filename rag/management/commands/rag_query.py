@@ -47,6 +47,7 @@ class Command(BaseCommand):
             raise CommandError(f"no poem with id {poem_id}") from None
         deadline = Deadline(timezone.now() + timedelta(seconds=60))
         result = retrieve(text, poem, deadline)
+        self.stdout.write("topics: " + (", ".join(f"{t.topic} {t.score:.2f}" for t in result.topics) or "none"))
         if result.degraded_reasons:
             self.stdout.write(f"degraded: {', '.join(result.degraded_reasons)}")
         self._print(result.passages)
