@@ -158,6 +158,7 @@ class Drill:
         tasks = self._settle()
         o.tasks = len(tasks)
         slack = self.grace + self.sweep + 1.5
+        worst = 0.0
         for task in tasks.values():
             status, end, deadline = (
                 task.get("status"),
@@ -168,6 +169,7 @@ class Drill:
                 o.lost += 1
             elif end and deadline and end > deadline + slack:
                 o.late += 1
+                worst = max(worst, end - deadline - self.grace)
         probes = self.prober.join()
         bad = [r for r in probes if not (r.status == 200 or (r.status == 503 and r.retry_after and r.json_body))]
         o.api_errors = len(bad)
@@ -182,7 +184,8 @@ class Drill:
         if o.lost:
             o.fail(f"{o.lost} accepted task(s) not terminal after deadline + grace")
         if o.late:
-            o.fail(f"{o.late} task(s) ended later than deadline + grace")
+            o.details["latest_past_deadline_plus_grace_s"] = round(worst, 1)
+            o.fail(f"{o.late} task(s) ended later than deadline + grace (the latest by {worst:.1f} s)")
         if bad:
             o.fail(f"{len(bad)} of {len(probes)} API probes unanswered or failing: {_statuses_of(bad)}")
         if not probes:
