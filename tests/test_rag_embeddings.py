@@ -70,7 +70,7 @@ def test_importing_the_rag_modules_loads_neither_the_model_nor_chroma():
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,
-        env={"DJANGO_SETTINGS_MODULE": "fortune_project.settings", "PATH": "/usr/bin:/bin"},
+        env={"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -155,7 +155,7 @@ else:
 
 @pytest.mark.slow
 def test_a_worker_forked_after_its_parent_used_the_model_embeds_without_hanging():
-    env = {"DJANGO_SETTINGS_MODULE": "fortune_project.settings", "PATH": "/usr/bin:/bin"}
+    env = {"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(
         [sys.executable, "-c", FORK_AFTER_USE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90
     )
