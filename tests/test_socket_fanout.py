@@ -10,7 +10,6 @@ from channels.db import database_sync_to_async
 
 from chat import consumers
 from chat.models import FortuneTask, Status
-from chat.submission import Question, submit_question
 from fortune_project.resilience.breakers import get_breaker
 from monitoring import live
 from tests.support.sockets import (
@@ -25,24 +24,11 @@ from tests.support.sockets import (
     task_path,
 )
 
+pytest_plugins = ["tests.support.sockets"]  # task, alices_cookie, bobs_cookie
+
 pytestmark = pytest.mark.django_db(transaction=True)  # the feeds read through their own threads
 
 MANY = 60  # enough to see sharing; bench/sockets.py measures 400
-
-
-@pytest.fixture
-def task(alice, poem) -> FortuneTask:
-    return submit_question(alice, Question("Will my new shop do well?", poem=poem))[0]
-
-
-@pytest.fixture
-def alices_cookie(alice) -> str:
-    return session_cookie(alice)
-
-
-@pytest.fixture
-def bobs_cookie(bob) -> str:
-    return session_cookie(bob)
 
 
 @pytest.fixture

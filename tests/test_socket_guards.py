@@ -9,7 +9,6 @@ from asgiref.sync import async_to_sync
 from chat.consumers import TaskConsumer
 from chat.models import FortuneTask, Status
 from chat.sockets import OPEN_SOCKETS
-from chat.submission import Question, submit_question
 from tests.support.sockets import (
     close_code,
     feed_tasks,
@@ -22,22 +21,9 @@ from tests.support.sockets import (
     task_path,
 )
 
+pytest_plugins = ["tests.support.sockets"]  # task, alices_cookie, bobs_cookie
+
 pytestmark = pytest.mark.django_db(transaction=True)  # the consumers read through their own threads
-
-
-@pytest.fixture
-def task(alice, poem) -> FortuneTask:
-    return submit_question(alice, Question("Will my new shop do well?", poem=poem))[0]
-
-
-@pytest.fixture
-def alices_cookie(alice) -> str:
-    return session_cookie(alice)
-
-
-@pytest.fixture
-def bobs_cookie(bob) -> str:
-    return session_cookie(bob)
 
 
 def nothing_left_running(user) -> bool:

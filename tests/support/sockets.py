@@ -5,11 +5,14 @@ import json
 import time
 from collections.abc import Callable
 
+import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
 from chat import fanout
+from chat.models import FortuneTask
+from chat.submission import Question, submit_question
 from fortune_project.asgi import application
 
 ORIGIN = (b"origin", b"http://testserver")
@@ -66,3 +69,21 @@ async def settled(predicate: Callable[[], object], within: float = 5) -> bool:
 
 def feeds() -> dict[str, fanout.Feed]:
     return dict(fanout.hub().feeds)
+
+
+# Fixtures of the socket tests (their modules list this one in pytest_plugins).
+
+
+@pytest.fixture
+def task(alice, poem) -> FortuneTask:
+    return submit_question(alice, Question("Will my new shop do well?", poem=poem))[0]
+
+
+@pytest.fixture
+def alices_cookie(alice) -> str:
+    return session_cookie(alice)
+
+
+@pytest.fixture
+def bobs_cookie(bob) -> str:
+    return session_cookie(bob)
