@@ -7,6 +7,7 @@ one (unknown URL, oversized body, a crash) is reshaped by `ApiErrorMiddleware`.
 import json
 import logging
 
+import redis
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -77,11 +78,25 @@ def is_database_outage(exc: BaseException) -> bool:
     return not any(problem in message for problem in _SCHEMA_PROBLEMS)
 
 
-def api_exception_handler(exc: Exception, context: dict) -> Response | None:
-    # Any other DatabaseError falls through to ApiErrorMiddleware: a logged 500 internal_error.
+def is_cache_outage(exc: BaseException) -> bool:
+    """Redis (cache, broker, channel layer) unreachable or timing out: an outage, not a bug."""
+    return isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError)
+
+
+def outage(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 an outage of the database or of Redis answers with; None for anything else."""
     if is_database_outage(exc):
         log.warning("database unavailable: %s", exc)
-        exc = ServiceUnavailable("The database is unavailable; try again shortly.", "database_unavailable")
+        return ServiceUnavailable("The database is unavailable; try again shortly.", "database_unavailable")
+    if is_cache_outage(exc):
+        log.warning("redis unavailable: %s", exc)
+        return ServiceUnavailable("The cache is unavailable; try again shortly.", "cache_unavailable")
+    return None
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Any other DatabaseError falls through to ApiErrorMiddleware: a logged 500 internal_error.
+    exc = outage(exc) or exc
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, Http404):
@@ -120,13 +135,9 @@ class ApiErrorMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not _is_api(request):
             return None
-        if is_database_outage(exc):
-            log.warning("database unavailable: %s", exc)
-            response = JsonResponse(
-                error_body("database_unavailable", "The database is unavailable; try again shortly."),
-                status=503,
-            )
-            response["Retry-After"] = RETRY_AFTER_503
+        if (unavailable := outage(exc)) is not None:
+            response = JsonResponse(error_body(str(unavailable.get_codes()), str(unavailable.detail)), status=503)
+            response["Retry-After"] = str(unavailable.retry_after)
             return response
         if isinstance(exc, DatabaseError):
             log.error("database error on %s (not an outage: schema or data)", request.path, exc_info=exc)

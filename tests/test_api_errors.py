@@ -79,3 +79,28 @@ def test_a_database_outage_gets_503_database_unavailable(as_alice, monkeypatch):
     response = as_alice.get("/api/v1/async-chat/metrics")
     assert_json_error(response, 503, "database_unavailable")
     assert response["Retry-After"]
+
+
+def test_a_redis_outage_gets_503_cache_unavailable_not_a_500(as_alice, monkeypatch):
+    import redis
+
+    def unreachable(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+
+    monkeypatch.setattr("chat.views.user_metrics", unreachable)
+    response = as_alice.get("/api/v1/async-chat/metrics")
+    assert_json_error(response, 503, "cache_unavailable")
+    assert response["Retry-After"]
+    assert "6379" not in response.content.decode()
+
+
+def test_a_redis_outage_outside_a_view_is_a_json_503_too(rf):
+    import redis
+
+    from fortune_project.errors import ApiErrorMiddleware
+
+    middleware = ApiErrorMiddleware(lambda request: None)
+    response = middleware.process_exception(rf.get("/api/v1/async-chat/tasks"), redis.exceptions.TimeoutError())
+    assert response is not None and response.status_code == 503
+    assert response["Retry-After"]
+    assert b"cache_unavailable" in response.content
