@@ -71,7 +71,13 @@ def _topic_vectors(temple: str, topic: str, budget: Deadline) -> _TopicVectors:
     where = {"$and": [{"temple": temple}, {"topic": topic}]}
     rows = chroma_client.get(key[1], where=where, timeout=budget.for_call("chromadb.get"))
     passages = tuple(Passage(int(r.metadata["poem_id"]), topic, r.document) for r in rows)
-    matrix = np.asarray([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), -1)
+    # No passage on this topic at this temple (a poem file without it): an empty matrix, not an
+    # error (numpy cannot reshape an empty list into rows of unknown width).
+    matrix = (
+        np.asarray([r.embedding for r in rows], dtype=np.float32).reshape(len(rows), -1)
+        if rows
+        else np.zeros((0, 0), dtype=np.float32)
+    )
     poems = np.asarray([p.poem for p in passages], dtype=np.int64)
     fresh = _TopicVectors(passages, poems, matrix, version, clock())
     with _lock:

@@ -214,6 +214,16 @@ def test_related_passages_the_database_no_longer_holds_are_left_out(chroma_store
     assert {p.poem for p in passages} == {poem.id, kept.id}
 
 
+def test_a_temple_with_no_passage_on_the_routed_topic_adds_no_related_ones_and_does_not_fail(
+    chroma_store, shrine, settings
+):
+    settings.RAG_RELATED_K = 4
+    loving = make_poem(shrine, 1, topics=("love",))
+    index.index_poems([loving.id])  # the shrine's index holds no career advice at all
+    passages = retrieve("Will my career take off?", loving, deadline()).passages
+    assert {p.poem for p in passages} == {loving.id}
+
+
 def test_a_passed_deadline_starts_no_retrieval(chroma_store, poem):
     with pytest.raises(DeadlineExceeded):
         retrieve("Will my career take off?", poem, deadline(-1))
