@@ -19,6 +19,7 @@ from django.conf import settings
 from rag import embeddings, router
 from rag.models import TOPICS
 from rag.router import QUESTIONS_DIR, Example
+from rag.router_model import NEIGHBOURS, VOTE_WEIGHT
 
 HELDOUT_FILE = QUESTIONS_DIR / "heldout.jsonl"
 EMBED_TIMEOUT = 600.0  # seconds to embed every labelled question: a command, not a request
@@ -103,11 +104,11 @@ def evaluate(folds: int = 5, seed: int = 0) -> Evaluation:
     vectors = np.array(embeddings.embed(texts, timeout=EMBED_TIMEOUT))
     questions, described = vectors[: len(train) + len(heldout)], vectors[len(train) + len(heldout) :]
     train_x, heldout_x = questions[: len(train)], questions[len(train) :]
-    head = router.train_with_descriptions(train_x, router.targets(train), described)
+    model = router.train_with_descriptions(train_x, router.targets(train), described)
     return Evaluation(
         model=embeddings.model_id(),
         train=train,
-        heldout=score(heldout, head.probabilities(heldout_x)),
+        heldout=score(heldout, model.probabilities(heldout_x)),
         baseline_top1=_prototype_top1(train, train_x, heldout, heldout_x, described),
         folds=cross_validate(train + heldout, questions, described, folds, seed),
     )
@@ -122,8 +123,8 @@ def cross_validate(
         test = order[fold::folds]
         fit = np.setdiff1d(order, test)
         fitted = [examples[i] for i in fit]
-        head = router.train_with_descriptions(vectors[fit], router.targets(fitted), described)
-        results.append(score([examples[i] for i in test], head.probabilities(vectors[test])))
+        model = router.train_with_descriptions(vectors[fit], router.targets(fitted), described)
+        results.append(score([examples[i] for i in test], model.probabilities(vectors[test])))
     return results
 
 
@@ -151,7 +152,8 @@ def report(ev: Evaluation) -> list[str]:
     train_multi = sum(1 for e in ev.train if len(e.topics) > 1)
     pooled = Scores([o for fold in ev.folds for o in fold.outcomes])
     lines = [
-        f"Topic router: softmax regression on {ev.model} question embeddings.",
+        f"Topic router: softmax regression blended with a {NEIGHBOURS}-nearest-question vote "
+        f"({VOTE_WEIGHT:g} of the score) on {ev.model} question embeddings.",
         f"Trained on {len(ev.train)} questions ({train_multi} with two topics) and the 9 topic descriptions; "
         f"held out: {len(held.outcomes)} questions ({held_multi} with two topics), never used in training.",
         "Scoring: top-1 counts a question right only when the best topic is its primary (first-listed) topic, "

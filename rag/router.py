@@ -1,18 +1,20 @@
 """Topic routing: which of the nine topics a question is about, with scores.
 
-A softmax (multinomial logistic) regression over the question's sentence embedding, trained on
-the labelled example questions in `rag/data/questions/train.jsonl` plus each topic's description
-(`topics.json`). The held-out file is never read here, only by `rag/evaluation.py` to measure.
+A softmax (multinomial logistic) regression over the question's sentence embedding, blended with
+a vote of the most similar labelled questions (rag/router_model.py), trained on the example
+questions in `rag/data/questions/train.jsonl` plus each topic's description (`topics.json`).
+The held-out file is never read here, only by `rag/evaluation.py` to measure.
 
 Ranking a question against each advice text directly followed incidental words ("come back",
 "shop") more than the question's intent, because advice wording varies from poem to poem; the
 router learns intent from questions people actually ask. It needs only the embedding model, so it
 works while Chroma is down; without the model, `route_keywords` guesses from topic words.
 
-The trained head ships in `rag/data/router/` (`manage.py rag_router` rebuilds it), named by the
-embedding model and a hash of the training data and settings, so a process loads it in
-milliseconds. A head missing there (another embedding model, edited data) is trained on first use,
-about a second on an idle machine but far longer on a busy one, and kept in `VAR_DIR/router/`.
+The trained model (the head's weights, and the labelled questions' vectors for the vote) ships in
+`rag/data/router/` (`manage.py rag_router` rebuilds it), named by the embedding model and a hash
+of the training data and settings, so a process loads it in milliseconds. A model missing there
+(another embedding model, edited data) is trained on first use: embedding ~2,300 questions takes
+tens of seconds on an idle machine, far longer on a busy one; it is then kept in `VAR_DIR/router/`.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from rag import embeddings
+from rag import embeddings, router_model
 from rag.embeddings import EmbeddingError
 from rag.models import TOPICS
 from rag.passages import topic_scores
+from rag.router_model import LinearHead, NeighbourVote, TopicModel, train_model
 
 if TYPE_CHECKING:  # numpy is imported where used, so importing this module loads no BLAS
     import numpy as np
@@ -45,17 +48,11 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "data" / "router"
 TRAIN_FILE = QUESTIONS_DIR / "train.jsonl"
 DESCRIPTIONS_FILE = QUESTIONS_DIR / "topics.json"
 
-# Bump when the features or the training below change: cached heads of older formats are ignored.
-ROUTER_FORMAT = 1
+# Bump when the features or the training below change: cached models of older formats are ignored.
+ROUTER_FORMAT = 2
 # Of a two-topic line's target, the share given to its second topic: such a question is mostly
-# about its first topic, and the head should say the second is close.
+# about its first topic, and the model should say the second is close.
 SECONDARY_SHARE = 0.3
-# Penalty, step and iterations, chosen by 5-fold cross-validation on the training file alone
-# (more iterations or a smaller step changed no prediction; 250 steps take ~0.3 s on one core).
-L2 = 3e-4
-ITERATIONS = 250
-LEARNING_RATE = 4.0
-MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -142,56 +139,16 @@ def targets(examples: Sequence[Example]) -> np.ndarray:
 
 def train_with_descriptions(
     question_vectors: np.ndarray, question_targets: np.ndarray, description_vectors: np.ndarray
-) -> LinearHead:
-    """The head for these questions, each topic's description joining as one more example of it."""
+) -> TopicModel:
+    """The model for these questions, each topic's description joining the head's training as
+    one more example of it."""
     import numpy as np
 
-    vectors = np.vstack([question_vectors, description_vectors])
-    return train_head(vectors, np.vstack([question_targets, np.eye(len(TOPICS))]))
+    return train_model(question_vectors, question_targets, description_vectors, np.eye(len(TOPICS)))
 
 
-# --- The linear head ---------------------------------------------------------------------------
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-@dataclass(frozen=True)
-class LinearHead:
-    weights: np.ndarray  # (dimensions, topics)
-    bias: np.ndarray  # (topics,)
-
-    def probabilities(self, vectors: np.ndarray) -> np.ndarray:
-        """One row per vector: a probability for each topic, in TOPICS order."""
-        import numpy as np
-
-        return softmax(np.asarray(vectors, dtype=np.float64) @ self.weights + self.bias)
-
-
-def train_head(vectors: np.ndarray, goal: np.ndarray, l2: float = L2, iterations: int = ITERATIONS) -> LinearHead:
-    """Cross-entropy against the `goal` distributions plus an L2 penalty, minimised by
-    Nesterov-accelerated gradient descent from zero: deterministic, no solver library needed."""
-    import numpy as np
-
-    x = np.asarray(vectors, dtype=np.float64)
-    n, classes = len(x), goal.shape[1]
-    weights, bias = np.zeros((x.shape[1], classes)), np.zeros(classes)
-    step_w, step_b = np.zeros_like(weights), np.zeros_like(bias)
-    for _ in range(iterations):
-        ahead_w, ahead_b = weights + MOMENTUM * step_w, bias + MOMENTUM * step_b
-        error = (softmax(x @ ahead_w + ahead_b) - goal) / n
-        step_w = MOMENTUM * step_w - LEARNING_RATE * (x.T @ error + l2 * ahead_w)
-        step_b = MOMENTUM * step_b - LEARNING_RATE * error.sum(axis=0)
-        weights, bias = weights + step_w, bias + step_b
-    return LinearHead(weights, bias)
-
-
-def fit(examples: Sequence[Example], descriptions: dict[str, str], timeout: float) -> LinearHead:
-    """A head trained on these examples; embeds them (EmbeddingError after `timeout` seconds)."""
+def fit(examples: Sequence[Example], descriptions: dict[str, str], timeout: float) -> TopicModel:
+    """A model trained on these examples; embeds them (EmbeddingError after `timeout` seconds)."""
     import numpy as np
 
     texts = [e.question for e in examples] + [descriptions[t] for t in TOPICS]
@@ -205,7 +162,7 @@ def fit(examples: Sequence[Example], descriptions: dict[str, str], timeout: floa
 @dataclass(frozen=True)
 class _Loaded:
     key: str
-    head: LinearHead
+    model: TopicModel
 
 
 _loaded: _Loaded | None = None
@@ -214,7 +171,11 @@ _lock = threading.Lock()
 
 @cache
 def _data_hash() -> str:
-    digest = hashlib.sha256(f"format {ROUTER_FORMAT}, {L2}, {ITERATIONS}, {LEARNING_RATE}, {SECONDARY_SHARE}".encode())
+    settings_text = (
+        f"format {ROUTER_FORMAT}, {router_model.L2}, {router_model.ITERATIONS}, {router_model.LEARNING_RATE}, "
+        f"{SECONDARY_SHARE}"
+    )
+    digest = hashlib.sha256(settings_text.encode())
     for path in (TRAIN_FILE, DESCRIPTIONS_FILE):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -229,15 +190,14 @@ def _kept_path(key: str) -> Path:
 
 
 def shipped_path() -> Path:
-    """Where the head for this embedding model and training data ships."""
+    """Where the model for this embedding model and training data ships."""
     return SHIPPED_DIR / f"{_key()}.npz"
 
 
 def build_shipped(timeout: float) -> Path:
-    """Train the head and write it to SHIPPED_DIR, replacing older heads of this model."""
+    """Train the model and write it to SHIPPED_DIR, replacing older ones of this embedding model."""
     path = shipped_path()
-    head = fit(read_examples(TRAIN_FILE), read_descriptions(), timeout)
-    _write_cache(path, head)
+    _write_cache(path, fit(read_examples(TRAIN_FILE), read_descriptions(), timeout))
     prefix = embeddings.safe_name(embeddings.model_id())
     for old in SHIPPED_DIR.glob(f"{prefix}-*.npz"):
         if old != path:
@@ -245,12 +205,12 @@ def build_shipped(timeout: float) -> Path:
     return path
 
 
-def get_head(timeout: float) -> LinearHead:
-    """The trained head for this embedding model: in memory, else from the cache file, else
+def get_model(timeout: float) -> TopicModel:
+    """The trained model for this embedding model: in memory, else from the cache file, else
     trained now (EmbeddingError when that cannot finish within `timeout` seconds)."""
     key, loaded = _key(), _loaded
     if loaded is not None and loaded.key == key:
-        return loaded.head
+        return loaded.model
     if not _lock.acquire(timeout=max(timeout, 0)):
         raise EmbeddingError("the topic router is still being trained by another thread")
     try:
@@ -259,33 +219,42 @@ def get_head(timeout: float) -> LinearHead:
         _lock.release()
 
 
-def _load_or_train(key: str, timeout: float) -> LinearHead:
+def _load_or_train(key: str, timeout: float) -> TopicModel:
     global _loaded
     if _loaded is not None and _loaded.key == key:
-        return _loaded.head
-    head = _read_cache(SHIPPED_DIR / f"{key}.npz") or _read_cache(_kept_path(key))
-    if head is None:
-        head = fit(read_examples(TRAIN_FILE), read_descriptions(), timeout)
-        _write_cache(_kept_path(key), head)
-    _loaded = _Loaded(key, head)
-    return head
+        return _loaded.model
+    model = _read_cache(SHIPPED_DIR / f"{key}.npz") or _read_cache(_kept_path(key))
+    if model is None:
+        model = fit(read_examples(TRAIN_FILE), read_descriptions(), timeout)
+        _write_cache(_kept_path(key), model)
+    _loaded = _Loaded(key, model)
+    return model
 
 
-def _read_cache(path: Path) -> LinearHead | None:
+def _read_cache(path: Path) -> TopicModel | None:
     import numpy as np
 
     try:
         with np.load(path) as data:
             head = LinearHead(data["weights"], data["bias"])
+            vote = NeighbourVote(data["vote_vectors"].astype(np.float32), data["vote_goal"])
     except FileNotFoundError:
         return None
     except Exception as exc:  # a torn or foreign file: train again and replace it
         log.warning("ignoring the topic router cache %s: %s", path, exc)
         return None
-    return head if head.weights.shape[1:] == (len(TOPICS),) and head.bias.shape == (len(TOPICS),) else None
+    topics, dimensions = len(TOPICS), head.weights.shape[0]
+    shapes_agree = (
+        head.weights.shape == (dimensions, topics)
+        and head.bias.shape == (topics,)
+        and vote.vectors.shape[1:] == (dimensions,)
+        and vote.goal.shape == (len(vote.vectors), topics)
+        and len(vote.vectors) > 0
+    )
+    return TopicModel(head, vote) if shapes_agree else None
 
 
-def _write_cache(path: Path, head: LinearHead) -> None:
+def _write_cache(path: Path, model: TopicModel) -> None:
     """Atomically, so workers starting together never read half a file; a read-only VAR_DIR only
     costs the next process a training run."""
     import numpy as np
@@ -293,7 +262,13 @@ def _write_cache(path: Path, head: LinearHead) -> None:
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, weights=head.weights, bias=head.bias)
+        np.savez(
+            tmp,
+            weights=model.head.weights,
+            bias=model.head.bias,
+            vote_vectors=model.vote.vectors.astype(np.float16),  # half the size, the same votes
+            vote_goal=model.vote.goal,
+        )
         os.replace(tmp, path)
     except OSError as exc:
         log.warning("could not keep the topic router in %s: %s", path, exc)
@@ -303,11 +278,11 @@ def route_vector(vector: Sequence[float], timeout: float) -> Routing:
     """The question's topics from its embedding (EmbeddingError if the router cannot be had)."""
     import numpy as np
 
-    head = get_head(timeout)
+    model = get_model(timeout)
     row = np.asarray(vector, dtype=np.float64)
-    if row.shape != (head.weights.shape[0],):
-        raise EmbeddingError(f"the router expects {head.weights.shape[0]} dimensions, got {row.shape}")
-    return routing_from_scores(head.probabilities(row[None, :])[0], "model")
+    if row.shape != (model.dimensions,):
+        raise EmbeddingError(f"the router expects {model.dimensions} dimensions, got {row.shape}")
+    return routing_from_scores(model.probabilities(row[None, :])[0], "model")
 
 
 def route_keywords(question: str) -> Routing:

@@ -10,10 +10,10 @@ from rag import evaluation
 from rag.management.commands import rag_eval
 from rag.models import TOPICS
 
-# The held-out top-1 this test holds the router to. The issue asks for 95 %; the router measures
-# 90.9 % (README, "Topic routing"), so this is a regression floor a little under what it does,
-# not the goal. Raise it with the router, never lower it to pass.
-MIN_TOP1 = 89
+# The held-out top-1 this test holds the router to: the issue's 95 %. The router measures 95.5 %
+# on the held-out part as a whole (README, "Topic routing") but 93.4 % on its original 198
+# questions, so this floor has almost no slack: raise it with the router, never lower it to pass.
+MIN_TOP1 = 95
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from rag import embeddings, router
+from rag import embeddings, router, router_model
 from rag.models import TOPICS
 from rag.router import QUESTIONS_DIR, Example, route_keywords, route_vector, routing_from_scores
 
@@ -83,15 +83,15 @@ def test_a_question_without_topic_words_routes_nowhere():
     assert route_keywords("What does the poem say?").routed == ()
 
 
-# --- The head: trained once, then loaded -------------------------------------------------------
+# --- The model: trained once, then loaded ------------------------------------------------------
 
 
-def test_the_shipped_head_matches_the_training_data():
-    """Edited train.jsonl or topics.json? Run `manage.py rag_router` and commit the new head."""
+def test_the_shipped_model_matches_the_training_data():
+    """Edited train.jsonl or topics.json? Run `manage.py rag_router` and commit the new model."""
     assert router.shipped_path().exists(), router.shipped_path()
 
 
-def test_a_head_not_shipped_is_trained_once_and_kept_in_var_dir(settings, tmp_path, monkeypatch):
+def test_a_model_not_shipped_is_trained_once_and_kept_in_var_dir(settings, tmp_path, monkeypatch):
     settings.VAR_DIR = tmp_path
     monkeypatch.setattr(router, "SHIPPED_DIR", tmp_path / "shipped")
     monkeypatch.setattr(router, "_loaded", None)
@@ -100,15 +100,16 @@ def test_a_head_not_shipped_is_trained_once_and_kept_in_var_dir(settings, tmp_pa
 
     def fit(examples, descriptions, timeout):
         trained.append(len(examples))
-        return real_fit(examples[:90], descriptions, timeout)  # a quick head is enough here
+        return real_fit(examples[:90], descriptions, timeout)  # a quick model is enough here
 
     monkeypatch.setattr(router, "fit", fit)
-    first = router.get_head(timeout=120)
+    first = router.get_model(timeout=120)
     assert len(trained) == 1 and list((tmp_path / "router").glob("*.npz"))
     monkeypatch.setattr(router, "_loaded", None)  # as a new process
-    second = router.get_head(timeout=120)
+    second = router.get_model(timeout=120)
     assert len(trained) == 1
-    assert np.array_equal(first.weights, second.weights)
+    assert np.array_equal(first.head.weights, second.head.weights)
+    assert np.array_equal(first.vote.vectors, second.vote.vectors) and len(second.vote.vectors) == 90
 
 
 def test_a_torn_cache_file_is_trained_again(settings, tmp_path, monkeypatch):
@@ -117,21 +118,45 @@ def test_a_torn_cache_file_is_trained_again(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(router, "_loaded", None)
     (tmp_path / "router").mkdir()
     (tmp_path / "router" / f"{router._key()}.npz").write_bytes(b"not a numpy file")
-    monkeypatch.setattr(router, "fit", lambda examples, descriptions, timeout: toy_head())
-    assert router.get_head(timeout=5).weights.shape == (2, len(TOPICS))
+    monkeypatch.setattr(router, "fit", lambda examples, descriptions, timeout: toy_model())
+    assert router.get_model(timeout=5).head.weights.shape == (2, len(TOPICS))
 
 
-def toy_head() -> router.LinearHead:
-    vectors = np.array([[1.0, 0.0], [0.0, 1.0]])
+TOY_VECTORS = np.array([[1.0, 0.0], [0.0, 1.0]])
+
+
+def toy_goal() -> np.ndarray:
     goal = np.zeros((2, len(TOPICS)))
     goal[0, 0] = goal[1, 1] = 1.0
-    return router.train_head(vectors, goal)
+    return goal
+
+
+def toy_model() -> router_model.TopicModel:
+    return router_model.train_model(TOY_VECTORS, toy_goal(), np.empty((0, 2)), np.empty((0, len(TOPICS))))
 
 
 def test_train_head_learns_a_separable_problem():
-    head = toy_head()
-    probabilities = head.probabilities(np.array([[1.0, 0.0], [0.0, 1.0]]))
+    probabilities = router_model.train_head(TOY_VECTORS, toy_goal()).probabilities(TOY_VECTORS)
     assert [TOPICS[i] for i in probabilities.argmax(axis=1)] == ["career", "love"]
+
+
+def test_the_nearest_questions_vote_for_their_topics():
+    vote = router_model.NeighbourVote(TOY_VECTORS, toy_goal())
+    probabilities = vote.probabilities(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert [TOPICS[i] for i in probabilities.argmax(axis=1)] == ["career", "love"]
+    assert probabilities.sum(axis=1) == pytest.approx([1.0, 1.0])
+
+
+def test_the_model_blends_head_and_vote_into_probabilities():
+    probabilities = toy_model().probabilities(np.array([[0.8, 0.6]]))
+    assert TOPICS[probabilities[0].argmax()] == "career"
+    assert probabilities.sum() == pytest.approx(1.0)
+
+
+def test_a_cache_file_of_the_old_format_is_ignored(tmp_path):
+    path = tmp_path / "old.npz"
+    np.savez(path, weights=np.zeros((2, len(TOPICS))), bias=np.zeros(len(TOPICS)))  # no vote
+    assert router._read_cache(path) is None
 
 
 def test_a_second_topic_gets_a_share_of_the_target():
