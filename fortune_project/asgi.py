@@ -11,12 +11,13 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from fortune_project import daphne_close_codes  # noqa: E402
 from fortune_project.routing import websocket_urlpatterns  # noqa: E402
+from monitoring import public_health  # noqa: E402
 
 daphne_close_codes.install()  # so the contract's 1003 (and 1011) reach the client under Daphne
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": public_health.asgi(django_asgi_app),  # its health answer from memory, on the loop
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

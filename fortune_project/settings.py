@@ -432,6 +432,9 @@ OPS_WORKER_TTL = envint("OPS_WORKER_TTL", Q_TIMEOUT + 60, minimum=Q_TIMEOUT + 5)
 # task figures (1 h / 24 h, the 15-minute chart) are reused between polls.
 OPS_LIVE_POLL = envfloat("OPS_LIVE_POLL", 0.5, minimum=0.1)
 OPS_FIGURES_TTL = envfloat("OPS_FIGURES_TTL", 5, minimum=0)
+# Seconds between a web process's refreshes of the public health snapshot it serves from memory
+# (monitoring/public_health.py); 0 probes on every request instead.
+HEALTH_SNAPSHOT_INTERVAL = envfloat("HEALTH_SNAPSHOT_INTERVAL", 1, minimum=0)
 # Seconds the /health/ ChromaDB check waits for a heartbeat.
 HEALTH_CHROMA_TIMEOUT = envfloat("HEALTH_CHROMA_TIMEOUT", 3, minimum=0.1)
 # The bearer token Prometheus sends to GET /metrics; without it only staff sessions may read it.

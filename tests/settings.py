@@ -20,3 +20,7 @@ STORAGES = {
 # WhiteNoise finds static files in the apps at each request, as under DEBUG: no collectstatic.
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+
+# Public health probes on each request, so a test sees the state it just set up (the snapshot
+# refresher has tests of its own: tests/test_public_health.py).
+HEALTH_SNAPSHOT_INTERVAL = 0
