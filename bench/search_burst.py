@@ -62,7 +62,7 @@ def burst(cap: int, searches: int, tmp: Path) -> None:
     try:
         wait_until(lambda: _up(base), 30, what="daphne")
         token = call(f"{base}/api/v1/auth/token", body={"username": "alice", "password": "alice-pw"})[1]["token"]
-        search = f"{base}/api/v1/async-chat/poems/search?" + urllib.parse.urlencode({"q": QUESTION})
+        search = search_url(base)
         call(search, token)  # load the model once, as a warm server has
         health: list[float] = []
         stop = threading.Event()
@@ -74,22 +74,45 @@ def burst(cap: int, searches: int, tmp: Path) -> None:
 
         poller = threading.Thread(target=poll_health)
         poller.start()
-        with ThreadPoolExecutor(searches) as pool:
-            answers = list(pool.map(lambda _: call(search, token), range(searches)))
+        answers = fire(search, token, searches)
         stop.set()
         poller.join()
     finally:
         server.stop()
-    outcomes: dict[str, int] = {}
-    for status, body, _ in answers:
-        key = f"{status} {body['error']['code']}" if isinstance(body, dict) and "error" in body else str(status)
-        outcomes[key] = outcomes.get(key, 0) + 1
+    outcomes = tally(answers)
     took = [t for _, _, t in answers]
     print(
         f"SEARCH_CONCURRENCY={cap:<3} searches {outcomes}  search p50 {statistics.median(took):.2f} s "
         f"max {max(took):.2f} s  health p50 {statistics.median(health):.3f} s max {max(health):.3f} s "
         f"({len(health)} polls)"
     )
+
+
+def search_url(base: str) -> str:
+    return f"{base}/api/v1/async-chat/poems/search?" + urllib.parse.urlencode({"q": QUESTION})
+
+
+def fire(url: str, token: str, searches: int) -> list[tuple[int, dict | list | None, float]]:
+    """`searches` GETs of `url` at once, as one user; (status, JSON body or None, seconds) each."""
+    with ThreadPoolExecutor(searches) as pool:
+        return list(pool.map(lambda _: _answer(url, token), range(searches)))
+
+
+def _answer(url: str, token: str) -> tuple[int, dict | list | None, float]:
+    started = time.monotonic()
+    try:
+        return call(url, token)
+    except (ValueError, OSError):  # not JSON, or no answer: the acceptance counts it against the search
+        return -1, None, time.monotonic() - started
+
+
+def tally(answers: list[tuple[int, dict | list | None, float]]) -> dict[str, int]:
+    """Answers by status and error code, e.g. {"200": 13, "503 rag_busy": 67}."""
+    outcomes: dict[str, int] = {}
+    for status, body, _ in answers:
+        key = f"{status} {body['error']['code']}" if isinstance(body, dict) and "error" in body else str(status)
+        outcomes[key] = outcomes.get(key, 0) + 1
+    return outcomes
 
 
 def _up(base: str) -> bool:

@@ -14,17 +14,22 @@ an HTTP 500). The WebSocket client (tests/support/wsclient.py) is a few lines ov
 import argparse
 import asyncio
 import os
+import re
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.wsclient import Socket, connect  # noqa: E402
+
+# Daphne's own access log: "127.0.0.1:40000 - - [30/Nov/2026:21:00:00] "WSCONNECT /ws/..." - -".
+DAPHNE_ACCESS = re.compile(r'^\S+:\d+ - - \[[^]]+\] "(WS|GET|POST|HEAD)')
 
 SETUP = """
 from django.contrib.auth.models import User
@@ -97,61 +102,69 @@ async def wait_for_port(port: int, timeout: float = 60) -> None:
     raise SystemExit("daphne did not start")
 
 
+def task_path(task_id: str, token: str = "") -> str:
+    return f"/ws/async-chat/tasks/{task_id}/" + (f"?token={token}" if token else "")
+
+
 def set_text(db: Path, task_id: str, text: str) -> None:
     with sqlite3.connect(db, timeout=20) as conn:
         conn.execute("UPDATE chat_fortunetask SET partial_text = ? WHERE id = ?", (text, task_id.replace("-", "")))
 
 
-# --- the scenarios -----------------------------------------------------------------------------
+# --- the scenarios (bench/abuse.py runs them too, against its own system) --------------------
 
 
-async def watchers(port: int, task_id: str, cookie: str, count: int) -> list[Socket]:
-    sockets = [await connect(port, f"/ws/async-chat/tasks/{task_id}/", cookie) for _ in range(count)]
+async def watchers(port: int, path: str, count: int, cookie: str = "") -> list[Socket]:
+    """`count` sockets open on `path`, each past its first task.update."""
+    sockets = [await connect(port, path, cookie) for _ in range(count)]
     for ws in sockets:
         await ws.frame()  # the first task.update
     return sockets
 
 
-async def fan_out(port: int, pid: int, db: Path, task_id: str, cookie: str, count: int) -> None:
-    print(f"idle, no sockets:     {await cpu_share(pid, 3):5.1f} % of a core")
-    one = await watchers(port, task_id, cookie, 1)
-    print(f"1 socket on a task:   {await cpu_share(pid, 5):5.1f} % of a core")
-    many = await watchers(port, task_id, cookie, count - 1) + one
-    print(f"{count} sockets on it:    {await cpu_share(pid, 5):5.1f} % of a core")
+async def fan_out(port: int, pid: int, path: str, change: Callable[[int], None], count: int, cookie: str = "") -> dict:
+    """CPU with 1 socket on a task and with `count`, and how long `change(n)` takes to reach all."""
+    figures: dict = {"idle": await cpu_share(pid, 3)}
+    one = await watchers(port, path, 1, cookie)
+    figures["one"] = await cpu_share(pid, 5)
+    many = await watchers(port, path, count - 1, cookie) + one
+    figures["many"] = await cpu_share(pid, 5)
+    figures["reach_s"] = []
     for n in range(3):
         started = time.monotonic()
-        set_text(db, task_id, "The lantern" * (n + 1))
+        change(n)
         await asyncio.gather(*(ws.frame() for ws in many))
-        print(f"change {n + 1} reached all {count} sockets in {time.monotonic() - started:.3f} s")
+        figures["reach_s"].append(time.monotonic() - started)
     for ws in many:
         ws.drop()
-    await asyncio.sleep(1)
-    print(f"after they left:      {await cpu_share(pid, 3):5.1f} % of a core")
+    return figures
 
 
-async def garbage(port: int, pid: int, task_id: str, cookie: str, count: int, log: Path) -> None:
+async def garbage(port: int, path: str, count: int, log: Path, frames: int = 3, cookie: str = "") -> dict:
+    """`count` sockets each sending `frames` garbage frames: their close codes and the log lines."""
     lines_before = len(log.read_text(errors="replace").splitlines())
-    sockets = await watchers(port, task_id, cookie, count)
+    sockets = await watchers(port, path, count, cookie)
     for ws in sockets:
-        for _ in range(3):
+        for _ in range(frames):
             ws.send_text("garbage")
     codes = await asyncio.gather(*(ws.close_code() for ws in sockets))
+    closed_at = time.monotonic()
     for ws in sockets:
         ws.drop()
     await asyncio.sleep(1)
     new_lines = log.read_text(errors="replace").splitlines()[lines_before:]
-    ours = [line for line in new_lines if "1003" in line]
-    tracebacks = [line for line in new_lines if "Traceback" in line]
-    tally = {code: codes.count(code) for code in set(codes)}
-    print(
-        f"{count} sockets x 3 garbage frames: close codes {tally}; log: {len(ours)} lines about the frames,"
-        f" {len(tracebacks)} tracebacks, {len(new_lines)} lines in all (daphne logs 3 per socket itself)"
-    )
-    print(f"afterwards:           {await cpu_share(pid, 3):5.1f} % of a core")
+    return {
+        "codes": {code: codes.count(code) for code in set(codes)},
+        "closed_at": closed_at,
+        "about_frames": len([line for line in new_lines if "1003" in line]),
+        "tracebacks": len([line for line in new_lines if "Traceback" in line]),
+        "app_lines": len([line for line in new_lines if not DAPHNE_ACCESS.search(line)]),
+        "lines": len(new_lines),
+    }
 
 
 async def one_garbage_frame(port: int, task_id: str, cookie: str) -> None:
-    [ws] = await watchers(port, task_id, cookie, 1)
+    [ws] = await watchers(port, task_path(task_id), 1, cookie)
     ws.send_text("garbage")
     print(f"1 socket x 1 garbage frame: close {await ws.close_code()}")
     ws.drop()
@@ -171,8 +184,24 @@ async def main(args: argparse.Namespace) -> None:
         server, env, task_id, cookie = start(workdir, port)
         try:
             await wait_for_port(port)
-            await fan_out(port, server.pid, workdir / "fortune.sqlite3", task_id, cookie, args.sockets)
-            await garbage(port, server.pid, task_id, cookie, args.garbage, workdir / "daphne.log")
+            db, path, count = workdir / "fortune.sqlite3", task_path(task_id), args.sockets
+            cost = await fan_out(
+                port, server.pid, path, lambda n: set_text(db, task_id, "The lantern" * (n + 1)), count, cookie
+            )
+            print(f"idle, no sockets:     {cost['idle']:5.1f} % of a core")
+            print(f"1 socket on a task:   {cost['one']:5.1f} % of a core")
+            print(f"{count} sockets on it:    {cost['many']:5.1f} % of a core")
+            for n, seconds in enumerate(cost["reach_s"]):
+                print(f"change {n + 1} reached all {count} sockets in {seconds:.3f} s")
+            await asyncio.sleep(1)
+            print(f"after they left:      {await cpu_share(server.pid, 3):5.1f} % of a core")
+            bad = await garbage(port, path, args.garbage, workdir / "daphne.log", cookie=cookie)
+            print(
+                f"{args.garbage} sockets x 3 garbage frames: close codes {bad['codes']}; log: {bad['about_frames']}"
+                f" lines about the frames, {bad['tracebacks']} tracebacks, {bad['lines']} lines in all"
+                f" ({bad['lines'] - bad['app_lines']} of them daphne's own access log)"
+            )
+            print(f"afterwards:           {await cpu_share(server.pid, 3):5.1f} % of a core")
             await one_garbage_frame(port, task_id, cookie)
             await bad_paths(port, task_id, cookie)
         finally:
