@@ -22,19 +22,27 @@ def claim_task(
     *,
     attempt: int | None = None,
     host: str | None = None,
+    delivered: bool = False,
 ) -> FortuneTask | None:
     """Move a queued task to running for this worker; None if someone else has it, it ended, or
-    (given `attempt`, as enqueued) it was re-queued as a later attempt since this delivery was sent."""
+    (given `attempt`, as enqueued) it was re-queued as a later attempt since this delivery was sent.
+
+    `delivered`: also count this delivery (count_delivery), in the claim's own UPDATE when it
+    wins, so a worker's start costs one write less; a refused claim still counts it."""
     now = now or timezone.now()
     queued = FortuneTask.objects.filter(id=task_id, status=Status.QUEUED, deadline__gt=now)
+    counted = {"deliveries": F("deliveries") + 1} if delivered else {}
     won = _of_attempt(queued, attempt).update(
         status=Status.RUNNING,
         stage=Stage.RETRIEVING,
         started_at=now,
         worker_pid=pid,
         worker_host=host or socket.gethostname(),
+        **counted,
     )
     if not won:
+        if delivered:
+            count_delivery(task_id)
         expire_task(task_id, now)  # a queued task found past its deadline ends here
         return None
     return FortuneTask.objects.select_related("poem__temple", "temple", "conversation").get(id=task_id)
