@@ -1,21 +1,24 @@
-"""Accepting a question: admit it, write the task, enqueue its id after commit, answer at once.
+"""Accepting a question: admit it, write the task, enqueue its id, answer at once.
 
 Admission (the Idempotency-Key lookup, the per-user cap, the backlog limits) and the insert run
 in one transaction that holds the submit gate (chat.models.SubmitGate), so the limits hold
 however many submits race: 32 arriving while the backlog is one short of its limit admit one.
-A task the queue refuses is taken back whole, so nothing is left for a retry to trip on.
+A task the queue refuses is taken back whole, so nothing is left for a retry to trip on. On the
+ORM broker the queue row is written in the same transaction; on Redis it is pushed after commit.
 """
 
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
+from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task
 from rest_framework import exceptions, status
 
@@ -23,6 +26,7 @@ from chat import lifecycle
 from chat.models import ACTIVE, Conversation, FortuneTask, Message, Status, SubmitGate, TaskId
 from chat.stats import backlog
 from fortune_project.errors import ServiceUnavailable
+from fortune_project.queue_broker import WakeableORM, ring
 from rag.models import Poem, Temple
 
 log = logging.getLogger(__name__)
@@ -152,8 +156,11 @@ def submit_question(
                 check_active(user, now)
             check_backlog(now)
             new = _create(user, q, idempotency_key, digest, now)
-            opened = q.conversation is None
-            transaction.on_commit(lambda: enqueued.append(_enqueue_or_withdraw(new, opened)))
+            if queue_in_database():
+                _enqueue_with(new)
+            else:
+                opened = q.conversation is None
+                transaction.on_commit(lambda: enqueued.append(_enqueue_or_withdraw(new, opened)))
     except IntegrityError:
         if idempotency_key and (task := _existing(user, idempotency_key, timezone.now())):
             return _repeat(task, digest), False  # defensive: the gate already serializes one key's submits
@@ -162,6 +169,22 @@ def submit_question(
     if enqueued == [False]:
         raise ServiceUnavailable("The task queue is unavailable; try again shortly.", "queue_unavailable")
     return new, True
+
+
+def queue_in_database() -> bool:
+    """The ORM broker on the tasks' own database: its queue row can share the task's transaction."""
+    return settings.Q_CLUSTER.get("orm") == DEFAULT_DB_ALIAS
+
+
+def _enqueue_with(task: FortuneTask) -> None:
+    """ORM broker: the queue row is written in the task's transaction, so both commit or neither
+    does, and a submit is one write transaction instead of two (each a turn at SQLite's write
+    lock, and the broker's own reconnect). The doorbell rings again once the row is visible: a
+    pusher woken by the ring inside `enqueue` may have looked before the commit."""
+    if not enqueue(task):
+        raise ServiceUnavailable("The task queue is unavailable; try again shortly.", "queue_unavailable")
+    if isinstance(broker(), WakeableORM):
+        transaction.on_commit(ring)
 
 
 def _create(user: User, q: Question, key: str | None, digest: str, now) -> FortuneTask:
@@ -185,6 +208,19 @@ def _create(user: User, q: Question, key: str | None, digest: str, now) -> Fortu
     return task
 
 
+_brokers: dict[int, Broker] = {}  # pid -> this process's broker
+
+
+def broker() -> Broker:
+    """This process's broker. django_q builds a new one per task otherwise: on the ORM broker that
+    closes and reopens the request's database connection, on Redis it opens a new connection."""
+    pid = os.getpid()
+    if pid not in _brokers:
+        _brokers.clear()  # a forked child never shares its parent's
+        _brokers[pid] = get_broker()
+    return _brokers[pid]
+
+
 def enqueue(task: FortuneTask) -> bool:
     """Hand the task id and its attempt (never the object) to the worker cluster; False when the
     queue refused. A rescue (chat/rescue.py) enqueues the same task again as its next attempt."""
@@ -196,6 +232,7 @@ def enqueue(task: FortuneTask) -> bool:
             timeout=settings.Q_TIMEOUT,
             task_name=f"fortune-{task.id}",
             group="fortune",
+            broker=broker(),
         )
     except Exception:
         log.exception("could not enqueue task %s", task.id)

@@ -7,7 +7,6 @@ from django.contrib.auth import authenticate, user_logged_in
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view, inline_serializer
-from knox.auth import TokenAuthentication
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
@@ -15,7 +14,7 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from chat import lifecycle, login_guard
-from chat.auth import issue_token, revoke_all_tokens, revoke_token
+from chat.auth import BearerTokenAuthentication, issue_token, revoke_all_tokens, revoke_token
 from chat.metrics import user_metrics
 from chat.models import Conversation, FortuneTask, Status
 from chat.serializers import (
@@ -43,7 +42,7 @@ class _Credentials(serializers.Serializer):
 class TokenView(APIView):
     """POST signs in (a new token; login-throttled by chat.login_guard); DELETE revokes the token used."""
 
-    authentication_classes = [TokenAuthentication]  # DELETE: the token to revoke, never a session
+    authentication_classes = [BearerTokenAuthentication]  # DELETE: the token to revoke, never a session
 
     def get_authenticators(self):
         # Signing in ignores any token sent along, so a stale one never blocks getting a new one.

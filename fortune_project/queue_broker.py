@@ -10,7 +10,8 @@ it is 76 ms at the old 0.2 s poll's idle load.
 How: each pusher binds a Unix datagram socket in a directory named after the queue's database
 (so exactly the processes that share the queue share the directory) and, when the queue is
 empty, waits on it for at most QUEUE_POLL seconds instead of sleeping. `enqueue()` (run by the
-web process after the task's transaction commits) sends one byte to every socket there. A bell
+web process inside the task's own transaction, chat/submission.py) sends one byte to every
+socket there, and the submit rings once more after the commit, when the row is visible. A bell
 that rings early or late is harmless: the pusher queries the table either way, and the poll
 stays the fallback, e.g. for clusters on other hosts of a shared PostgreSQL. Nothing here may
 fail a submit or stop the pusher: every socket error falls back to polling.

@@ -13,6 +13,7 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
+from fortune_project import db_pool
 from fortune_project.env import envbool, envchoice, envfloat, envint, envlist, envrate, envstr
 from fortune_project.llm_config import breaker_name, fallback_endpoints
 from fortune_project.secret_key import secret_key, var_dir
@@ -117,8 +118,24 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Seconds to wait for a PostgreSQL or Redis connection: a host that stops answering must fail
 # a request (a JSON 503, a degraded health answer), never hang it for the OS's TCP timeout.
 CONNECT_TIMEOUT = envint("CONNECT_TIMEOUT", 5, minimum=1)
+# PostgreSQL: under Daphne every request runs in a thread of its own, so without a pool each one
+# opened and closed its own connection. Each process keeps a pool (psycopg_pool) of at most
+# DB_POOL_MAX_SIZE connections (0: no pool), DB_POOL_MIN_SIZE of them open while idle and the rest
+# closed after a minute unused; a request holds one while it runs and waits at most CONNECT_TIMEOUT
+# s for one (then 503). Only the web process needs many. Forked workers open their own (db_pool.py).
+DB_POOL_MAX_SIZE = envint("DB_POOL_MAX_SIZE", 40, minimum=0)
+DB_POOL_MIN_SIZE = envint("DB_POOL_MIN_SIZE", 1, minimum=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = CONNECT_TIMEOUT
+    if DB_POOL_MAX_SIZE:
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": min(DB_POOL_MIN_SIZE, DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": CONNECT_TIMEOUT,
+            "max_idle": 60,
+        }
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # a pooled connection is checked before use
+        db_pool.install()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, broker, channel layer -----------------------------------------------------------
@@ -306,7 +323,7 @@ BREAKER_KEY_PREFIX = envstr("BREAKER_KEY_PREFIX", "breaker")
 API_MAX_JSON_DEPTH = envint("API_MAX_JSON_DEPTH", 32, minimum=2)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",  # `Bearer <token>` (REST_KNOX below)
+        "chat.auth.BearerTokenAuthentication",  # knox's `Bearer <token>` (REST_KNOX below)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
