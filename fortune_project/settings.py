@@ -171,6 +171,11 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # WebSockets one user may hold open at once, counted per web process; one more closes 4429 (0: no cap).
 WS_MAX_SOCKETS_PER_USER = envint("WS_MAX_SOCKETS_PER_USER", 20, minimum=0)
+# HTTP requests one web process lets into Django at once (fortune_project/admission.py); the
+# rest wait on the event loop, without a thread, up to WEB_QUEUE_TIMEOUT seconds, then answer
+# 503 overloaded (0: no bound).
+WEB_MAX_CONCURRENT_REQUESTS = envint("WEB_MAX_CONCURRENT_REQUESTS", 4, minimum=0)
+WEB_QUEUE_TIMEOUT = envfloat("WEB_QUEUE_TIMEOUT", 10, minimum=0.1)
 
 # --- Fortune tasks and the worker cluster ---------------------------------------------------
 FORTUNE_WORKERS = envint("FORTUNE_WORKERS", 3, minimum=1)
@@ -241,6 +246,9 @@ CHROMA_COLLECTION_PREFIX = envstr("CHROMA_COLLECTION_PREFIX", "poems")
 EMBEDDINGS = envchoice("EMBEDDINGS", "onnx", ("onnx", "openai"))
 EMBEDDINGS_BASE_URL = envstr("EMBEDDINGS_BASE_URL")
 EMBEDDINGS_MODEL = envstr("EMBEDDINGS_MODEL", "text-embedding-3-small")
+# How much lower than the process's own an embedding's CPU priority runs (Linux niceness,
+# added, at most 19), so the web process's event loop still wins the CPU while searches embed.
+EMBEDDINGS_NICE = envint("EMBEDDINGS_NICE", 10, minimum=0)
 RAG_RELATED_K = envint("RAG_RELATED_K", 3, minimum=0)
 # Topic routing (rag/router.py): the runner-up topic is routed too when its score (a
 # probability) is within ROUTER_MARGIN of the best one's.
