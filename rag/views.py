@@ -14,6 +14,7 @@ from rag.serializers import PassageSerializer, PoemSerializer, SearchSerializer,
 
 # Seconds a client should wait after `rag_busy`: a search holds its slot well under a second.
 RAG_BUSY_RETRY = 1
+RAG_BUSY_MESSAGE = "Search is busy; try again in a moment."
 
 
 class PoemListView(generics.ListAPIView):
@@ -54,7 +55,7 @@ class PoemSearchView(APIView):
         try:
             passages = search_or_unavailable(data["q"], data.get("temple"), data["k"])
         except BulkheadFull:
-            raise ServiceUnavailable("Search is busy; try again in a moment.", "rag_busy", retry_after=RAG_BUSY_RETRY)
+            raise ServiceUnavailable(RAG_BUSY_MESSAGE, "rag_busy", retry_after=RAG_BUSY_RETRY)
         if passages is None:
             raise ServiceUnavailable("Search is unavailable right now; try again shortly.", "rag_unavailable")
         return Response(PassageSerializer(passages, many=True).data)
