@@ -196,12 +196,29 @@ def embed(texts: Sequence[str], timeout: float, *, release: Callable[[], None] |
             if release is not None:
                 release()
 
+    def niced() -> list[list[float]]:
+        lower_priority(settings.EMBEDDINGS_NICE)  # a thread of its own, ended with the work
+        return work()
+
     if not texts:
         return work()
     try:
-        return call_with_timeout("embeddings", timeout, work)
+        return call_with_timeout("embeddings", timeout, niced)
     except StageTimeout as exc:
         raise EmbeddingError(str(exc)) from exc
+
+
+def lower_priority(steps: int) -> None:
+    """This thread's CPU priority `steps` lower (Linux niceness is per thread; threads it
+    starts, such as onnxruntime's pool when the model loads here, inherit it). A thread can
+    never raise its priority back, so only a thread that ends with its work may call this."""
+    if steps <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + steps, 19))
+    except OSError:  # not permitted here: the embedding runs at the usual priority
+        pass
 
 
 def embed_one(text: str, timeout: float) -> list[float]:
