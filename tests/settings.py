@@ -24,3 +24,12 @@ WHITENOISE_AUTOREFRESH = True
 # Public health probes on each request, so a test sees the state it just set up (the snapshot
 # refresher has tests of its own: tests/test_public_health.py).
 HEALTH_SNAPSHOT_INTERVAL = 0
+
+# The test database is SQLite in memory with a shared cache, where a write meets a concurrent
+# read of the same table with "database table is locked" at once (no busy wait): a socket
+# consumer polling a task while a worker thread updates it failed tests under load. Readers
+# that take no table locks (read_uncommitted, which only shared-cache connections honour)
+# remove that test-only race; file databases and PostgreSQL are unaffected.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    _options = DATABASES["default"]["OPTIONS"]  # noqa: F405
+    _options["init_command"] = _options["init_command"].rstrip() + " PRAGMA read_uncommitted=1;"
