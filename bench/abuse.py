@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import PYTHON, System, cpu_seconds, http, load_average, machine  # noqa: E402
-from bench.search_burst import fire, search_url, tally  # noqa: E402
+from bench.search_burst import Burst, search_url, tally  # noqa: E402
 from bench.sockets import fan_out, garbage, set_text, task_path  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 
@@ -234,8 +234,9 @@ def attack_sockets(s: System, pid: int, task_id: str, count: int) -> Attack:
 
 def attack_search(s: System, pid: int, count: int, health: Health, idle_p99: float) -> Attack:
     label, name = f"3 searches x{count}", f"3. search: {count} parallel 2,000-character searches from one user"
+    burst = Burst(search_url(s.base), s.tokens[1], count)  # clients connected before the clock starts
     with measured(label, name, pid) as attack:
-        answers = fire(search_url(s.base), s.tokens[1], count)
+        answers = burst.go()
     took = [t for _, _, t in answers]
     attack.check(
         "every search answers 200, 429 or 503 with JSON",
