@@ -16,7 +16,7 @@ import time
 
 from django.conf import settings
 
-from rag import chroma_client, embeddings, index
+from rag import chroma_client, embeddings, index, router
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,14 @@ WARMUP_TEXT = "Will the lantern keep burning until the boats come home?"
 def warm_up() -> float:
     """Everything a worker's first task would otherwise do once: import the task's modules,
     build the LLM client and its reply parser (no call is made), load the embedding model and
-    run one query on the index (opening this worker's Chroma client). Seconds taken. Never
+    the topic router (its 2 MB of labelled question vectors), and run one query on the index
+    (opening this worker's Chroma client). Seconds taken. Never
     raises: a worker that could not warm up still works, and its first task pays the rest."""
     started = time.monotonic()
     try:
         _prepare_llm_client()
         vector = embeddings.embed_one(WARMUP_TEXT, timeout=settings.RAG_TIMEOUT)
+        router.route_vector(vector, timeout=settings.RAG_TIMEOUT)
         chroma_client.query(index.collection_name(), vector, n_results=1, where=None, timeout=settings.RAG_TIMEOUT)
     except Exception as exc:  # the model or the index unavailable: the first task falls back as usual
         log.warning("worker warm-up incomplete (%s); the first task will finish it", exc)

@@ -28,12 +28,14 @@ def test_a_spawned_worker_warms_up_before_it_shows_idle(monkeypatch):
     assert my_record()["state"] == "idle"
 
 
-def test_the_warm_up_loads_the_model_and_queries_the_index(monkeypatch):
+def test_the_warm_up_loads_the_model_and_the_router_and_queries_the_index(monkeypatch):
     calls = []
     monkeypatch.setattr(warmup.embeddings, "embed_one", lambda text, timeout: calls.append("embed") or [0.0] * 384)
+    real_route = warmup.router.route_vector
+    monkeypatch.setattr(warmup.router, "route_vector", lambda v, timeout: calls.append("route") or real_route(v, 5))
     monkeypatch.setattr(warmup.chroma_client, "query", lambda *args, **kwargs: calls.append("query") or [])
     warmup.warm_up()
-    assert calls == ["embed", "query"]
+    assert calls == ["embed", "route", "query"]
 
 
 def test_a_failing_warm_up_is_logged_and_the_worker_still_starts(monkeypatch, caplog):
