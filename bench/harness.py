@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fortune_project import webserver
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 SAMPLE_POEMS = ROOT / "rag" / "data" / "sample_poems.jsonl"
@@ -465,8 +467,9 @@ class System:
         wait_until(lambda: port_open(self.llm_port), 60, what="fake_llm")
 
     def start_web(self) -> None:
-        args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port), "fortune_project.asgi:application"]
-        self.procs["web"] = Proc("web", args, self.env(), self.logs / "web.log")
+        self.procs["web"] = Proc(
+            "web", webserver.command("127.0.0.1", self.web_port), self.env(), self.logs / "web.log"
+        )
         wait_until(lambda: self._answers(), 90, interval=0.2, what=f"the web server ({self.logs / 'web.log'})")
 
     def _answers(self) -> bool:

@@ -221,7 +221,7 @@ def _memory(run: dict[str, Any], path: Path) -> bool:
     xs = [x["tasks"] for x in samples]
     for n, pid in enumerate(samples[0]["workers"]):
         ax.plot(xs, [x["workers"].get(pid) for x in samples], marker=".", label=f"worker {n + 1}")
-    ax.plot(xs, [x["web"] for x in samples], marker=".", label="web (daphne)")
+    ax.plot(xs, [x["web"] for x in samples], marker=".", label="web (uvicorn)")
     ax.set_xlabel("tasks finished")
     ax.set_ylabel("RSS, MB")
     ax.set_ylim(bottom=0)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/search_burst.py                          # SEARCH_CONCURRENCY 2 vs 80
     .venv/bin/python bench/search_burst.py --caps 2 --searches 200
 
-For each cap it starts Daphne (as `bin/up` does) on a temporary SQLite database with a
+For each cap it starts the web server (as `bin/up` does) on a temporary SQLite database with a
 three-poem index, signs one user in, fires the searches at once (2,000 characters each, the
 throttle raised out of the way) and meanwhile asks `GET /api/v1/async-chat/health` every
 100 ms. It prints the searches' answers by status and code, their p50/max time, and the health
@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fortune_project import webserver  # noqa: E402
 from tests.support.cluster import prepare  # noqa: E402
 from tests.support.processes import Process, base_env, free_port, run_manage, wait_until  # noqa: E402
 
@@ -54,13 +55,13 @@ def burst(cap: int, searches: int, tmp: Path) -> None:
     assert run_manage(["shell", "-c", USER], env).returncode == 0
     port = free_port()
     server = Process(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fortune_project.asgi:application"],
+        webserver.command("127.0.0.1", port),
         env,
-        tmp / "daphne.log",
+        tmp / "web.log",
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _up(base), 30, what="daphne")
+        wait_until(lambda: _up(base), 30, what="the web server")
         token = call(f"{base}/api/v1/auth/token", body={"username": "alice", "password": "alice-pw"})[1]["token"]
         search = search_url(base)
         call(search, token)  # load the model once, as a warm server has

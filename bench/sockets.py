@@ -1,9 +1,9 @@
-"""WebSocket cost and abuse benchmark against a real Daphne (issue 11, "clients cannot hang the backend").
+"""WebSocket cost and abuse benchmark against the real web server (issue 11, "clients cannot hang the backend").
 
     .venv/bin/python bench/sockets.py                  # 400 sockets on one task, 100 garbage sockets
     .venv/bin/python bench/sockets.py --sockets 1000 --garbage 300
 
-Everything lives in a temporary directory (SQLite database, Daphne's log). It starts Daphne alone
+Everything lives in a temporary directory (SQLite database, the web server's log). It starts the web server alone
 (no workers: the task stays queued and the bench writes its progress into the row itself), then
 prints the web process's CPU use while idle, with 1 socket and with N sockets on one task, how
 long a change takes to reach all N, what 100 sockets sending garbage get back (close codes, log
@@ -26,10 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fortune_project import webserver  # noqa: E402
 from tests.support.wsclient import Socket, connect  # noqa: E402
 
-# Daphne's own access log: "127.0.0.1:40000 - - [30/Nov/2026:21:00:00] "WSCONNECT /ws/..." - -".
-DAPHNE_ACCESS = re.compile(r'^\S+:\d+ - - \[[^]]+\] "(WS|GET|POST|HEAD)')
+# The web server's own lines: uvicorn's access log ('INFO:     127.0.0.1:40000 - "WebSocket /ws/..."
+# [accepted]') and its "connection open" / "connection closed" for every socket.
+SERVER_LINE = re.compile(r'^INFO:\s+(\S+:\d+ - "|connection (open|closed))')
 
 SETUP = """
 from django.contrib.auth.models import User
@@ -78,10 +80,9 @@ def start(workdir: Path, port: int) -> tuple[subprocess.Popen, dict, str, str]:
     subprocess.run([*manage, "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     out = subprocess.run([*manage, "shell", "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     task_id, cookie = out.stdout.split()[-2:]
-    daphne = Path(sys.executable).with_name("daphne")
-    log = open(workdir / "daphne.log", "wb")
+    log = open(workdir / "web.log", "wb")
     server = subprocess.Popen(
-        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "fortune_project.asgi:application"],
+        webserver.command("127.0.0.1", port),
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -99,7 +100,7 @@ async def wait_for_port(port: int, timeout: float = 60) -> None:
             return
         except OSError:
             await asyncio.sleep(0.2)
-    raise SystemExit("daphne did not start")
+    raise SystemExit("the web server did not start")
 
 
 def task_path(task_id: str, token: str = "") -> str:
@@ -158,7 +159,7 @@ async def garbage(port: int, path: str, count: int, log: Path, frames: int = 3, 
         "closed_at": closed_at,
         "about_frames": len([line for line in new_lines if "1003" in line]),
         "tracebacks": len([line for line in new_lines if "Traceback" in line]),
-        "app_lines": len([line for line in new_lines if not DAPHNE_ACCESS.search(line)]),
+        "app_lines": len([line for line in new_lines if not SERVER_LINE.search(line)]),
         "lines": len(new_lines),
     }
 
@@ -195,11 +196,11 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"change {n + 1} reached all {count} sockets in {seconds:.3f} s")
             await asyncio.sleep(1)
             print(f"after they left:      {await cpu_share(server.pid, 3):5.1f} % of a core")
-            bad = await garbage(port, path, args.garbage, workdir / "daphne.log", cookie=cookie)
+            bad = await garbage(port, path, args.garbage, workdir / "web.log", cookie=cookie)
             print(
                 f"{args.garbage} sockets x 3 garbage frames: close codes {bad['codes']}; log: {bad['about_frames']}"
                 f" lines about the frames, {bad['tracebacks']} tracebacks, {bad['lines']} lines in all"
-                f" ({bad['lines'] - bad['app_lines']} of them daphne's own access log)"
+                f" ({bad['lines'] - bad['app_lines']} of them the web server's own access log)"
             )
             print(f"afterwards:           {await cpu_share(server.pid, 3):5.1f} % of a core")
             await one_garbage_frame(port, task_id, cookie)

@@ -12,7 +12,7 @@ like everyone else. With Redis the feed listens on its hint group through a chan
 so one hint from a worker wakes one poll for all the sockets (the in-memory layer cannot cross
 processes, shared/NOTES.md: there the polling carries everything).
 
-There is one hub per event loop, which under daphne is one per web process.
+There is one hub per event loop, which is one per web process.
 """
 
 import asyncio

@@ -137,7 +137,7 @@ class GuardedConsumer(AsyncJsonWebsocketConsumer):
 
 class NoSuchSocket(GuardedConsumer):
     """Every path no route matches: 4404 after the handshake, instead of the router's ValueError
-    that daphne answers with a 500."""
+    that the server answers with a 500."""
 
     async def connect(self) -> None:
         await self.accept()  # a close code only reaches the client after the handshake

@@ -118,7 +118,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # Seconds to wait for a PostgreSQL or Redis connection: a host that stops answering must fail
 # a request (a JSON 503, a degraded health answer), never hang it for the OS's TCP timeout.
 CONNECT_TIMEOUT = envint("CONNECT_TIMEOUT", 5, minimum=1)
-# PostgreSQL: under Daphne every request runs in a thread of its own, so without a pool each one
+# PostgreSQL: under ASGI every request runs in a thread of its own (Django's handler), so without a pool each one
 # opened and closed its own connection. Each process keeps a pool (psycopg_pool) of at most
 # DB_POOL_MAX_SIZE connections (0: no pool), DB_POOL_MIN_SIZE of them open while idle and the rest
 # closed after a minute unused; a request holds one while it runs and waits at most CONNECT_TIMEOUT
@@ -176,6 +176,13 @@ WS_MAX_SOCKETS_PER_USER = envint("WS_MAX_SOCKETS_PER_USER", 20, minimum=0)
 # 503 overloaded (0: no bound).
 WEB_MAX_CONCURRENT_REQUESTS = envint("WEB_MAX_CONCURRENT_REQUESTS", 4, minimum=0)
 WEB_QUEUE_TIMEOUT = envfloat("WEB_QUEUE_TIMEOUT", 10, minimum=0.1)
+# The web server (fortune_project/webserver.py, uvicorn): the largest WebSocket message a client
+# may send (a larger one closes the socket with 1009), the seconds open connections get to finish
+# on SIGTERM, and whether it logs every request (off by default, as in gunicorn: its line costs
+# the event loop ~25 µs a request, measured; a proxy in front usually keeps that log).
+WS_MAX_MESSAGE_BYTES = envint("WS_MAX_MESSAGE_BYTES", 65536, minimum=125)
+WEB_SHUTDOWN_TIMEOUT = envint("WEB_SHUTDOWN_TIMEOUT", 5, minimum=1)
+WEB_ACCESS_LOG = envbool("WEB_ACCESS_LOG", False)
 
 # --- Fortune tasks and the worker cluster ---------------------------------------------------
 FORTUNE_WORKERS = envint("FORTUNE_WORKERS", 3, minimum=1)

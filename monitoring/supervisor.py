@@ -1,4 +1,4 @@
-"""Runs the whole system on one machine: web (Daphne), the task cluster and the sweeper.
+"""Runs the whole system on one machine: web (uvicorn), the task cluster and the sweeper.
 
 Each child gets its own session so a terminal's Ctrl-C reaches only us; we stop each by
 SIGTERM to its main pid (shared/NOTES.md: a group-wide SIGTERM can hang qcluster) and restart
@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from fortune_project import webserver
+
 log = logging.getLogger(__name__)
 RESTART_PAUSE = 2.0
 STOP_TIMEOUT = 20.0
@@ -29,7 +31,7 @@ class Child:
     started_at: float = field(default=0.0)
 
     def start(self) -> None:
-        # From the project's root, whatever directory `serve` was started in: daphne imports
+        # From the project's root, whatever directory `serve` was started in: the web server imports
         # fortune_project from there.
         self.popen = subprocess.Popen(self.args, start_new_session=True, cwd=settings.BASE_DIR)
         self.started_at = time.monotonic()
@@ -57,7 +59,7 @@ def manage_py(*args: str) -> list[str]:
 
 def children(host: str, port: int) -> list[Child]:
     return [
-        Child("web", [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "fortune_project.asgi:application"]),
+        Child("web", webserver.command(host, port)),
         Child("workers", manage_py("qcluster")),
         Child("sweeper", manage_py("sweep_tasks", "--loop")),
     ]

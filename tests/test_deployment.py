@@ -1,20 +1,20 @@
 """README "Scaling out": the processes run separately, exactly as documented, on a fresh database.
 
     manage.py migrate · manage.py collectstatic --noinput · manage.py load_poems FILE
-    daphne fortune_project.asgi:application · manage.py qcluster · manage.py sweep_tasks --loop
+    python -m fortune_project.webserver · manage.py qcluster · manage.py sweep_tasks --loop
 
-`migrate` alone must prepare the database (the cache table too), and Daphne on its own must
+`migrate` alone must prepare the database (the cache table too), and the web server on its own must
 serve the static files: nothing here is done by `serve`.
 """
 
 import json
 import re
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from fortune_project import webserver
 from tests.support.cluster import POEMS, worker_pids
 from tests.support.http import call
 from tests.support.processes import Process, base_env, free_port, manage, port_open, run_manage, wait_until
@@ -22,7 +22,6 @@ from tests.support.processes import Process, base_env, free_port, manage, port_o
 pytestmark = pytest.mark.slow
 pytest_plugins = ["tests.support.fake_llm"]
 
-DAPHNE = Path(sys.executable).parent / "daphne"
 MAKE_USER = "from django.contrib.auth.models import User; User.objects.create_user('alice', password='alice-pw')"
 
 
@@ -45,12 +44,11 @@ def test_the_separate_processes_answer_a_submit_on_a_fresh_database(tmp_path, fa
     set_up(env, poems)
 
     port = free_port()
-    daphne = [str(DAPHNE), "-b", "127.0.0.1", "-p", str(port), "fortune_project.asgi:application"]
-    web = Process(daphne, env, tmp_path / "daphne.log")
+    web = Process(webserver.command("127.0.0.1", port), env, tmp_path / "web.log")
     workers = manage(["qcluster"], env, tmp_path / "qcluster.log")
     sweeper = manage(["sweep_tasks", "--loop"], env, tmp_path / "sweeper.log")
     try:
-        wait_until(lambda: port_open(port), 60, what=f"daphne\n{web.log_path}")
+        wait_until(lambda: port_open(port), 60, what=f"the web server\n{web.log_path}")
         wait_until(lambda: len(worker_pids(env)) == 3, 60, interval=0.5, what="3 workers")
         site = f"http://127.0.0.1:{port}"
         assert get(f"{site}/health/ready/?format=json")[0] == 200
@@ -62,7 +60,7 @@ def test_the_separate_processes_answer_a_submit_on_a_fresh_database(tmp_path, fa
         done = wait_until(lambda: _terminal(body["links"]["self"], token), 60, interval=0.3, what="the task")
         assert done["status"] == "succeeded", done
 
-        # Daphne alone serves the admin's stylesheet, under its collected (hashed) name.
+        # The web server alone serves the admin's stylesheet, under its collected (hashed) name.
         _, _, login_page = get(f"{site}/admin/login/")
         stylesheet = re.search(r'href="(/static/admin/css/base\.[0-9a-f]+\.css)"', login_page)
         assert stylesheet, login_page

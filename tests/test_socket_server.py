@@ -1,11 +1,12 @@
-"""Through a real Daphne, not the channels test communicator: the close codes reach the client
-(Daphne refuses some codes the communicator lets through) and nothing answers 500."""
+"""Through the real web server (fortune_project/webserver.py), not the channels test communicator:
+the close codes reach the client (a server may refuse codes the communicator lets through) and
+nothing answers 500."""
 
 import asyncio
-import sys
 
 import pytest
 
+from fortune_project import webserver
 from tests.support.processes import Process, base_env, free_port, port_open, run_manage, wait_until
 from tests.support.wsclient import connect
 
@@ -28,26 +29,27 @@ print(task.id, client.cookies["sessionid"].value)
 
 
 @pytest.fixture(scope="module")
-def daphne(tmp_path_factory):
-    """Daphne alone on a fresh database holding alice, her session and one queued task."""
-    tmp_path = tmp_path_factory.mktemp("daphne")
-    env = base_env(tmp_path, SECRET_KEY="test-only-" + "k" * 50, WS_MAX_SOCKETS_PER_USER="0")
+def web(tmp_path_factory):
+    """The web server alone on a fresh database holding alice, her session and one queued task."""
+    tmp_path = tmp_path_factory.mktemp("web")
+    env = base_env(
+        tmp_path, SECRET_KEY="test-only-" + "k" * 50, WS_MAX_SOCKETS_PER_USER="0", WS_MAX_MESSAGE_BYTES="1024"
+    )
     assert run_manage(["migrate", "-v0"], env).returncode == 0
     made = run_manage(["shell", "-c", SETUP], env)
     assert made.returncode == 0, made.stderr
     task_id, cookie = made.stdout.split()[-2:]
     port = free_port()
-    args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "fortune_project.asgi:application"]
-    server = Process(args, env, tmp_path / "daphne.log")
+    server = Process(webserver.command("127.0.0.1", port), env, tmp_path / "web.log")
     try:
-        wait_until(lambda: port_open(port), 60, what=f"daphne\n{server.log_path}")
+        wait_until(lambda: port_open(port), 60, what=f"the web server\n{server.log_path}")
         yield port, task_id, cookie, server
     finally:
         server.stop()
 
 
-def test_garbage_frames_close_every_socket_with_1003_and_log_one_line_each(daphne):
-    port, task_id, cookie, server = daphne
+def test_garbage_frames_close_every_socket_with_1003_and_log_one_line_each(web):
+    port, task_id, cookie, server = web
 
     async def scenario():
         sockets = [await connect(port, f"/ws/async-chat/tasks/{task_id}/", cookie) for _ in range(20)]
@@ -67,8 +69,8 @@ def test_garbage_frames_close_every_socket_with_1003_and_log_one_line_each(daphn
 
 
 @pytest.mark.parametrize("path", ["/ws/async-chat/tasks/zzz/", "/ws/nothing-here/", "/ws/monitoring/extra/"])
-def test_a_malformed_id_or_an_unknown_path_closes_4404_instead_of_answering_500(daphne, path):
-    port, _, cookie, server = daphne
+def test_a_malformed_id_or_an_unknown_path_closes_4404_instead_of_answering_500(web, path):
+    port, _, cookie, server = web
 
     async def scenario():
         ws = await connect(port, path, cookie)
@@ -77,4 +79,19 @@ def test_a_malformed_id_or_an_unknown_path_closes_4404_instead_of_answering_500(
         return ws.status, code
 
     assert asyncio.run(scenario()) == (101, 4404)
+    assert "Traceback" not in server.log()
+
+
+def test_a_message_over_the_size_limit_closes_the_socket_with_1009_before_the_app_reads_it(web):
+    port, task_id, cookie, server = web
+
+    async def scenario():
+        ws = await connect(port, f"/ws/async-chat/tasks/{task_id}/", cookie)
+        await ws.frame()  # the first task.update
+        ws.send_text("x" * 5000)  # WS_MAX_MESSAGE_BYTES is 1024 here
+        code = await asyncio.wait_for(ws.close_code(), 10)
+        ws.drop()
+        return code
+
+    assert asyncio.run(scenario()) == 1009
     assert "Traceback" not in server.log()

