@@ -139,7 +139,8 @@ def manage_args(*args: str) -> list[str]:
 def http(
     method: str, url: str, body: Any = None, token: str | None = None, timeout: float = 10
 ) -> tuple[int, Any, dict[str, str]]:
-    """(status, parsed JSON or None, headers). Connection errors raise OSError."""
+    """(status, parsed JSON or None, headers by their usual spelling, "Retry-After", whatever case
+    the server sent them in). Connection errors raise OSError."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
@@ -148,9 +149,13 @@ def http(
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read()
-            return response.status, _json(raw), dict(response.headers)
+            return response.status, _json(raw), _headers(response.headers)
     except urllib.error.HTTPError as error:
-        return error.code, _json(error.read()), dict(error.headers)
+        return error.code, _json(error.read()), _headers(error.headers)
+
+
+def _headers(message: Any) -> dict[str, str]:
+    return {name.title(): value for name, value in message.items()}
 
 
 def _json(raw: bytes) -> Any:
