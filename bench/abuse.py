@@ -4,7 +4,7 @@
     flock /tmp/bench.lock .venv/bin/python bench/abuse.py --short   # smaller counts
     flock /tmp/bench.lock .venv/bin/python bench/abuse.py --only search   # one attack (or a few)
 
-It starts its own system on loopback (bench/harness.py, embedded profile: Daphne on a temporary
+It starts its own system on loopback (bench/harness.py, embedded profile: the web server on a temporary
 SQLite with the sample poems, no task cluster, so submitted tasks stay queued and active) and
 replays each attack of the issue against it, bounded in count and time:
 
@@ -206,7 +206,7 @@ def attack_garbage(s: System, pid: int, task_id: str, count: int, idle_cpu: floa
         "at most one log line per bad socket",
         bad["app_lines"] <= count,
         f"{bad['app_lines']} lines from the app, {bad['tracebacks']} tracebacks"
-        f" (+{bad['lines'] - bad['app_lines']} of Daphne's access log)",
+        f" (+{bad['lines'] - bad['app_lines']} of the web server's own lines)",
     )
     return attack
 

@@ -83,7 +83,7 @@ def test_a_hung_llm_costs_the_api_nothing(embedded_bench):
 
 @pytest.mark.xfail(
     reason="not reached: the API's own per-request work (a new SQLite connection and thread per "
-    "request under Daphne, a submit's 16 queries) puts its p99 at 1.8-2.8x a trivial view's in "
+    "request under Django's ASGI handler, a submit's 16 queries) puts its p99 at 1.8-4.8x a trivial view's in "
     "quiet full runs (was 3.0x before one-transaction submits); the hang itself costs nothing "
     "(hung / healthy p99 <= 1). See docs/benchmarks.md",
     strict=False,
