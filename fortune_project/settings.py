@@ -181,6 +181,9 @@ WEB_QUEUE_TIMEOUT = envfloat("WEB_QUEUE_TIMEOUT", 10, minimum=0.1)
 # on SIGTERM, and whether it logs every request (off by default, as in gunicorn: its line costs
 # the event loop ~25 µs a request, measured; a proxy in front usually keeps that log).
 WS_MAX_MESSAGE_BYTES = envint("WS_MAX_MESSAGE_BYTES", 65536, minimum=125)
+# The most bytes a request's URL and headers may take together: past it 431
+# request_header_too_large, and the connection closes (fortune_project/http_protocol.py).
+WEB_MAX_HEADER_BYTES = envint("WEB_MAX_HEADER_BYTES", 65536, minimum=1024)
 WEB_SHUTDOWN_TIMEOUT = envint("WEB_SHUTDOWN_TIMEOUT", 5, minimum=1)
 WEB_ACCESS_LOG = envbool("WEB_ACCESS_LOG", False)
 

@@ -13,6 +13,8 @@ for `manage.py runserver`.
 The server's own limits, from settings read in this process (loud on bad values):
 - no proxy headers: the client address is the socket's peer, so a client on this host cannot
   choose the IP the login throttle counts (behind a proxy, Django's own settings apply).
+- WEB_MAX_HEADER_BYTES: a request line and headers past it get 431 and the connection closes
+  (fortune_project/http_protocol.py; uvicorn alone would buffer them without a limit).
 - WS_MAX_MESSAGE_BYTES: a larger WebSocket message closes the socket (1009);
   the consumers need a few hundred bytes at most.
 - WEB_SHUTDOWN_TIMEOUT: on SIGTERM, open connections get that many seconds
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http="fortune_project.http_protocol:BoundedHttpToolsProtocol",  # httptools, bounded
         ws="websockets-sansio",
         proxy_headers=False,
         ws_max_size=settings.WS_MAX_MESSAGE_BYTES,
