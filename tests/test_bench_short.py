@@ -82,10 +82,10 @@ def test_a_hung_llm_costs_the_api_nothing(embedded_bench):
 
 
 @pytest.mark.xfail(
-    reason="not reached: the API's own per-request work (a new SQLite connection and thread per "
-    "request under Django's ASGI handler, a submit's 16 queries) puts its p99 at 1.8-4.8x a trivial view's in "
-    "quiet full runs (was 3.0x before one-transaction submits); the hang itself costs nothing "
-    "(hung / healthy p99 <= 1). See docs/benchmarks.md",
+    reason="not reached: the API's own per-request work (token authentication, a submit's write "
+    "transaction of 16 queries) puts its p99 at 4-9x a trivial view's on the 2026-12-01 machine "
+    "(the healthy API's submit p50 alone is above 1.5x the trivial p99); the hang itself costs "
+    "little (hung / healthy p99 0.84-1.28 in most runs). See docs/benchmarks.md",
     strict=False,
 )
 def test_the_api_stays_as_fast_as_a_trivial_view_while_the_llm_hangs(embedded_bench):
@@ -94,9 +94,9 @@ def test_the_api_stays_as_fast_as_a_trivial_view_while_the_llm_hangs(embedded_be
 
 
 @pytest.mark.xfail(
-    reason="not reached on this 2-core machine: 0.89-0.94 of workers / L (embedded) and 0.90-0.91 "
-    "(scale-out) in quiet runs; the fake LLM's stream alone takes 1.015-1.02 s, leaving ~30 ms a "
-    "task for the queue hand-off, retrieval and saving, which take 40-70 ms. See docs/benchmarks.md",
+    reason="at the edge: 0.955-0.966 of workers / L in 2026-12-01's full runs (AMD EPYC, quiet), "
+    "0.89-0.94 on the slower machine before; the fake LLM's stream alone takes 1.015-1.02 s, "
+    "leaving ~30 ms a task for the queue hand-off, retrieval and saving. See docs/benchmarks.md",
     strict=False,
 )
 def test_throughput_reaches_the_worker_limit_at_one_second_llm_latency(embedded_bench):
@@ -122,8 +122,8 @@ def test_worker_memory_does_not_grow_with_tasks(embedded_bench):
 
 
 @pytest.mark.xfail(
-    reason="at the edge: 81-98 ms p95 in three full runs since worker hints moved off the task's "
-    "path (was 107 ms), above 100 ms in a short run; the time is the task itself with the LLM "
+    reason="met on the 2026-12-01 machine (39 ms p95), at the edge on the slower one before it "
+    "(81-98 ms p95, above 100 ms in a short run); the time is the task itself with the LLM "
     "skipped (retrieval over HTTP to the Chroma server, PostgreSQL writes). See docs/benchmarks.md",
     strict=False,
 )
