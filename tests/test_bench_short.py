@@ -83,7 +83,7 @@ def test_a_hung_llm_costs_the_api_nothing(embedded_bench):
 
 @pytest.mark.xfail(
     reason="not reached: the API's own per-request work (token authentication, a submit's write "
-    "transaction of 16 queries) puts its p99 at 4-9x a trivial view's on the 2026-12-01 machine "
+    "transaction of 16 queries) puts its p99 at 2-4x a trivial view's on the 2026-12-01 machine "
     "(the healthy API's submit p50 alone is above 1.5x the trivial p99); the hang itself costs "
     "little (hung / healthy p99 0.84-1.28 in most runs). See docs/benchmarks.md",
     strict=False,
