@@ -13,6 +13,7 @@ from tests.support.chroma import ChromaServer, poem_row, poems_file, sample_rows
 from tests.support.processes import Process, base_env, run_manage, wait_until
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ["tests.support.fake_llm"]
 
 TERMINAL = ("succeeded", "failed", "timed_out", "cancelled")
 
@@ -105,8 +106,19 @@ def chroma_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def env(tmp_path, chroma_url) -> dict[str, str]:
-    env = base_env(tmp_path, TASK_TIMEOUT="90", RAG_TIMEOUT="30", RAG_RELATED_K="2", CHROMA_URL=chroma_url)
+def env(tmp_path, chroma_url, fake_llm_server) -> dict[str, str]:
+    # Each task waits 0.5 s on the (fake) LLM, so nine of them keep more than one worker busy:
+    # with instant tasks one worker could drain the queue before the others looked (seen in CI).
+    fake_llm_server.control(mode="ok", latency=0.5, chunk_delay=0.01, reset=True)
+    env = base_env(
+        tmp_path,
+        TASK_TIMEOUT="90",
+        RAG_TIMEOUT="30",
+        RAG_RELATED_K="2",
+        CHROMA_URL=chroma_url,
+        LLM_BASE_URL=fake_llm_server.base_url,
+        LLM_MODEL="fake-llm",
+    )
     for args in (["migrate", "-v0"], ["createcachetable"]):
         done = run_manage(args, env)
         assert done.returncode == 0, done.stderr
@@ -130,10 +142,7 @@ def test_three_forked_workers_answer_nine_questions_with_real_retrieval_and_find
     rows = wait_for_tasks(db, [task_id for task_id, _ in submitted], cluster)
     for (task_id, poem_id), ask in zip(submitted, ASKS, strict=True):
         assert_real_retrieval(rows[task_id], poem_id, ask[3])
-    # Answered by forked workers. Every worker already ran a retrieval after the fork in its
-    # warm-up (chat/warmup.py); which of them take these nine is timing: on a fast machine one
-    # worker can drain the queue before the others look (CI saw it), so no count is asserted.
-    assert all(r["worker_pid"] for r in rows.values())
+    assert len({r["worker_pid"] for r in rows.values()}) >= 2  # answered in parallel
 
     new_poem = poem_row(
         "jade-harbor",
