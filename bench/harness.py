@@ -185,6 +185,11 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of every process below it (the web server's embedding child)."""
+    return sum(cpu_seconds(p) for p in [pid, *descendants(pid)])
+
+
 def descendants(pid: int) -> list[int]:
     """Every live process below pid (from /proc's parent links)."""
     parents: dict[int, list[int]] = {}

@@ -259,6 +259,9 @@ EMBEDDINGS_MODEL = envstr("EMBEDDINGS_MODEL", "text-embedding-3-small")
 # How much lower than the process's own an embedding's CPU priority runs (Linux niceness,
 # added, at most 19), so the web process's event loop still wins the CPU while searches embed.
 EMBEDDINGS_NICE = envint("EMBEDDINGS_NICE", 10, minimum=0)
+# Whether the web server embeds (searches) in a child process of its own rather than in its
+# threads, which took the event loop's GIL for 50-85 ms under a burst (rag/embedding_child.py).
+WEB_EMBEDDINGS_PROCESS = envbool("WEB_EMBEDDINGS_PROCESS", True)
 RAG_RELATED_K = envint("RAG_RELATED_K", 3, minimum=0)
 # Topic routing (rag/router.py): the runner-up topic is routed too when its score (a
 # probability) is within ROUTER_MARGIN of the best one's.

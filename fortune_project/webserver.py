@@ -30,6 +30,13 @@ import sys
 
 APPLICATION = "fortune_project.asgi:application"  # loaded by uvicorn, so nothing here imports it
 STARTUP_FAILURE = 3  # uvicorn's own exit status when the server could not start
+_serving = False
+
+
+def serving() -> bool:
+    """Whether this process is the web server started by main() below (not a task worker, a
+    command or a test), for what only the web process does differently (rag/embedding_child.py)."""
+    return _serving
 
 
 def command(host: str, port: int) -> list[str]:
@@ -42,6 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    # Run as `python -m`, this file is `__main__`: the flag goes on the module the project imports.
+    from fortune_project import webserver as imported
+
+    imported._serving = True
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fortune_project.settings")
     import django
     import uvicorn

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
+from fortune_project import webserver
 from fortune_project.resilience.deadlines import StageTimeout, call_with_timeout
+from rag.embedding_child import ChildProcessEmbedder
 
 if TYPE_CHECKING:  # imported where used, so that importing this module loads no model runtime
     import onnxruntime
@@ -166,6 +168,8 @@ def _build(config: tuple) -> Embedder:
     kind, base_url, model, api_key = config
     if kind == "openai":
         return OpenAIEmbedder(base_url, api_key, model)
+    if settings.WEB_EMBEDDINGS_PROCESS and webserver.serving():
+        return ChildProcessEmbedder(OnnxEmbedder.model_id)  # off the event loop's GIL
     return OnnxEmbedder()
 
 
@@ -202,6 +206,9 @@ def embed(texts: Sequence[str], timeout: float, *, release: Callable[[], None] |
 
     if not texts:
         return work()
+    embedder = get_embedder()
+    if isinstance(embedder, ChildProcessEmbedder):  # the web server: a process of its own
+        return embedder.embed(texts, timeout, release)
     try:
         return call_with_timeout("embeddings", timeout, niced)
     except StageTimeout as exc:
@@ -219,6 +226,12 @@ def lower_priority(steps: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(os.getpriority(os.PRIO_PROCESS, tid) + steps, 19))
     except OSError:  # not permitted here: the embedding runs at the usual priority
         pass
+
+
+def warm_up_in_web_server() -> None:
+    """In the web server, start the embedding child and load its model before the first search."""
+    if webserver.serving() and isinstance(embedder := get_embedder(), ChildProcessEmbedder):
+        embedder.warm_up()
 
 
 def embed_one(text: str, timeout: float) -> list[float]:
