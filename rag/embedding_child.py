@@ -18,8 +18,10 @@ event loop waits on them. A child that dies is replaced on the next call; the ca
 die gets EmbeddingError, as any failed embedding does.
 """
 
+import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +30,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 WARM_UP_TEXT = "Will my new shop do well?"
 ORPHAN_CHECK_SECONDS = 1.0
@@ -42,33 +46,43 @@ class ChildProcessEmbedder:
     def embed(
         self, texts: Sequence[str], timeout: float, release: Callable[[], None] | None = None
     ) -> list[list[float]]:
-        """Vectors for `texts`, or EmbeddingError after `timeout` seconds. `release` is called when
-        the child is done with them, which may be after a timeout (the child goes on with the
-        work it has started; a call still queued is cancelled)."""
+        """Vectors for `texts`, or EmbeddingError after `timeout` seconds or on any failure.
+        `release` is called exactly when the child is done with them, which may be after the
+        timeout: work the pool has handed to the child (the one it runs and the one queued
+        behind it) is embedded anyway; only work still waiting in this process is cancelled.
+        On any failure before the work reached the pool, `release` is called at once."""
         from rag.embeddings import EmbeddingError
 
-        pool = self._executor()
+        handed_over = False
         try:
-            future = pool.submit(_embed, list(texts))
-        except (BrokenProcessPool, RuntimeError) as exc:  # died since, or shut down with the server
-            self._discard(pool)
+            pool = self._executor()
+            try:
+                future = pool.submit(_embed, list(texts))
+            except (BrokenProcessPool, RuntimeError) as exc:  # died since, or shut down with the server
+                self._discard(pool)
+                raise EmbeddingError(f"the embedding process is gone: {exc}") from exc
             if release is not None:
+                future.add_done_callback(lambda _: release())
+            handed_over = True
+            try:
+                return future.result(timeout)
+            except FutureTimeout as exc:
+                future.cancel()
+                raise EmbeddingError(f"embedding took longer than {timeout:g} s") from exc
+            except BrokenProcessPool as exc:
+                self._discard(pool)
+                raise EmbeddingError("the embedding process died") from exc
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # no child could start (EMFILE, ENOMEM), a cancelled call, ...
+            raise EmbeddingError(f"embedding in the child process failed: {exc!r}") from exc
+        finally:
+            if not handed_over and release is not None:
                 release()
-            raise EmbeddingError(f"the embedding process is gone: {exc}") from exc
-        if release is not None:
-            future.add_done_callback(lambda _: release())
-        try:
-            return future.result(timeout)
-        except FutureTimeout as exc:
-            future.cancel()  # still queued: never runs; running: the child finishes, then releases
-            raise EmbeddingError(f"embedding took longer than {timeout:g} s") from exc
-        except BrokenProcessPool as exc:
-            self._discard(pool)
-            raise EmbeddingError("the embedding process died") from exc
 
-    def warm_up(self) -> Future:
+    def warm_up(self) -> None:
         """Start the child and load its model now, so that the first search does not wait for it."""
-        return self._executor().submit(_embed, [WARM_UP_TEXT])
+        self._executor().submit(_embed, [WARM_UP_TEXT]).add_done_callback(_log_warm_up)
 
     def pids(self) -> list[int]:
         """The child's pid while it runs (for the benchmarks' CPU figures)."""
@@ -89,14 +103,16 @@ class ChildProcessEmbedder:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_start_child,
-                    initargs=(settings.EMBEDDINGS_NICE,),
+                    initargs=(os.getpid(), settings.EMBEDDINGS_NICE),
                 )
             return self._pool
 
     def _discard(self, pool: ProcessPoolExecutor) -> None:
+        """Forget a broken pool, once: the next call starts a new child."""
         with self._lock:
-            if self._pool is pool:
-                self._pool = None
+            if self._pool is not pool:
+                return  # another call saw it break first and has shut it down
+            self._pool = None
         pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -105,16 +121,17 @@ class ChildProcessEmbedder:
 _child_embedder = None
 
 
-def _start_child(nice: int) -> None:
+def _start_child(parent: int, nice: int) -> None:
     """The child's set-up: Django (settings, apps), a lower CPU priority (inherited by the threads
-    onnxruntime starts later), and an end of its own should the web server die without a word."""
+    onnxruntime starts later), and an end of its own should the web server die without a word.
+    Ctrl-C reaches the whole terminal's process group: the web server's shutdown ends the child."""
     import django
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
     django.setup()
     if nice > 0:
         os.nice(min(nice, 19))
-    parent = os.getppid()
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="orphan-watch", daemon=True).start()
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -123,6 +140,11 @@ def _exit_when_orphaned(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(ORPHAN_CHECK_SECONDS)
     os._exit(0)
+
+
+def _log_warm_up(future: Future) -> None:
+    if not future.cancelled() and (error := future.exception()) is not None:
+        log.warning("the embedding child could not warm up (%s); the first search will try again", error)
 
 
 def _embed(texts: list[str]) -> list[list[float]]:

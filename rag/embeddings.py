@@ -206,9 +206,8 @@ def embed(texts: Sequence[str], timeout: float, *, release: Callable[[], None] |
 
     if not texts:
         return work()
-    embedder = get_embedder()
-    if isinstance(embedder, ChildProcessEmbedder):  # the web server: a process of its own
-        return embedder.embed(texts, timeout, release)
+    if local() and webserver.serving() and isinstance(embedder := get_embedder(), ChildProcessEmbedder):
+        return embedder.embed(texts, timeout, release)  # the web server: a process of its own
     try:
         return call_with_timeout("embeddings", timeout, niced)
     except StageTimeout as exc:

@@ -20,7 +20,7 @@ from tests.support.cluster import prepare
 from tests.support.processes import Process, base_env, free_port, port_open, run_manage, wait_until
 
 TEXTS = ["Will my new shop do well?", "A lantern burns on the pier.", "Is this the right year to marry?"]
-LONG = ["Will my long journey across the sea end well? " * 40] * 64  # ~1 s of model time
+LONG = ["Will my long journey across the sea end well? " * 40] * 96  # seconds of model time
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_a_slow_embedding_is_an_error_at_its_timeout_and_keeps_its_slot_until_th
     child.embed(["warm"], timeout=60)
     released = threading.Event()
     with pytest.raises(EmbeddingError, match="longer than"):
-        child.embed(LONG, timeout=0.01, release=released.set)
+        child.embed(LONG, timeout=0.3, release=released.set)  # handed to the child well before
     assert not released.is_set()  # the child is still at it: the slot stays taken
     assert released.wait(60)
 
@@ -48,7 +48,7 @@ def test_a_killed_child_fails_one_call_and_the_next_call_gets_a_new_child(child)
     child.embed(["warm"], timeout=60)
     [pid] = child.pids()
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text(), 10)
+    wait_until(lambda: not alive(pid), 10, what="the killed child's end")
     with pytest.raises(EmbeddingError):
         child.embed(TEXTS, timeout=60)
     assert len(child.embed(TEXTS, timeout=60)) == 3
@@ -98,7 +98,10 @@ def post_json(url: str, body: dict) -> dict:
 def child_pids(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(p) for p in (task / "children").read_text().split()]
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            pass
     return found
 
 
@@ -127,3 +130,14 @@ def alive(pid: int) -> bool:
         return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
+
+
+def test_a_child_that_cannot_start_gives_an_embedding_error_and_the_slot_back(child, monkeypatch):
+    def no_child(*args, **kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr("rag.embedding_child.ProcessPoolExecutor", no_child)
+    released = threading.Event()
+    with pytest.raises(EmbeddingError, match="Too many open files"):
+        child.embed(TEXTS, timeout=60, release=released.set)
+    assert released.is_set()
