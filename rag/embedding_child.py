@@ -85,7 +85,7 @@ class ChildProcessEmbedder:
         self._executor().submit(_embed, [WARM_UP_TEXT]).add_done_callback(_log_warm_up)
 
     def pids(self) -> list[int]:
-        """The child's pid while it runs (for the benchmarks' CPU figures)."""
+        """The child's pid while it runs (the tests kill it to see a replacement start)."""
         pool = self._pool
         return list(getattr(pool, "_processes", None) or {}) if pool is not None else []
 

@@ -206,7 +206,7 @@ def embed(texts: Sequence[str], timeout: float, *, release: Callable[[], None] |
 
     if not texts:
         return work()
-    if local() and webserver.serving() and isinstance(embedder := get_embedder(), ChildProcessEmbedder):
+    if webserver.serving() and isinstance(embedder := get_embedder(), ChildProcessEmbedder):
         return embedder.embed(texts, timeout, release)  # the web server: a process of its own
     try:
         return call_with_timeout("embeddings", timeout, niced)
