@@ -6,6 +6,9 @@ class RagConfig(AppConfig):
     verbose_name = "Poems and retrieval"
 
     def ready(self) -> None:
-        from rag import embeddings
+        from fortune_project import webserver
+        from rag import chroma_client, embeddings
 
-        embeddings.warm_up_in_web_server()  # a no-op outside the web server
+        if webserver.serving():  # loaded now, before the server freezes what start-up loaded
+            chroma_client.preload()
+            embeddings.warm_up_in_web_server()
