@@ -194,6 +194,12 @@ def responsiveness(s: System, plan: Plan) -> Result:
     runs["trivial"] += load(["trivial"], half)
     s.llm(mode="ok", chunk_delay=1.0 / llm_pieces())
     runs["healthy"] += load(api_mix, 2 * half)
+    # The healthy load outruns the workers and leaves a backlog. Drained first, so that the tasks
+    # that hang are fresh: left queued, the oldest reached their deadline (TASK_TIMEOUT) inside
+    # the hung window, their LLM calls failed, the llm breaker opened, and the whole backlog went
+    # through degraded readings at once while this scenario still counted every worker stuck
+    # (measured: submits of 150-540 ms, 42-46 s into the hang).
+    drain(s, 180)
     before = s.llm_calls()
     s.llm(mode="hang")
     for n in range(workers):  # a task per worker, so that every worker is stuck
@@ -204,6 +210,7 @@ def responsiveness(s: System, plan: Plan) -> Result:
     runs["trivial"] += load(["trivial"], half)  # alternating: outside load hits both alike
     runs["hung_llm"] += load(api_mix, half)
     stuck = s.llm_calls() - before >= workers
+    llm_breaker = s.breakers().get("llm")  # "closed": no worker gave up on the LLM during the hang
     blocking = load(["blocking", "get", "health", "get", "health"], half)
     figures: dict[str, Any] = {
         "clients": plan.clients,
@@ -214,6 +221,7 @@ def responsiveness(s: System, plan: Plan) -> Result:
         "hung_llm": latency_summary(runs["hung_llm"], (200, 202)),
         "blocking": latency_summary(blocking, (200,)),
         "every_worker_stuck_at_end": stuck,
+        "llm_breaker_at_end_of_hang": llm_breaker,
     }
     p99_ratio = stats.ratio(figures["hung_llm"]["p99"], figures["trivial"]["p99"])
     figures["hung_llm_p99_over_trivial_p99"] = p99_ratio
