@@ -9,6 +9,6 @@ class RagConfig(AppConfig):
         from fortune_project import webserver
         from rag import chroma_client, embeddings
 
-        if webserver.serving():  # loaded now, before the server freezes what start-up loaded
+        if webserver.serving():  # the web server only: loaded before it freezes start-up, no client opened
             chroma_client.preload()
             embeddings.warm_up_in_web_server()

@@ -181,7 +181,11 @@ def preload() -> None:
     Imported by the first search instead, the package's ~43,000 objects stayed in the garbage
     collector's oldest generation for good, and every full collection walked them: measured,
     11-13 ms a collection on an idle process and one 46 ms stop of the event loop inside a burst
-    of searches. The first search also no longer waits the ~0.5 s of the import."""
+    of searches. The first search also no longer waits the ~0.5 s of the import.
+
+    Within shared/NOTES.md's rule for Chroma (never touched at import time or in `ready()`, since a
+    process that used a client and then forks hangs): it opens no client, and only the web server
+    calls it, which never forks (its one child, the embedding process, is spawned)."""
     import chromadb  # noqa: F401
 
 
